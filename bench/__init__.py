@@ -1,0 +1,1 @@
+"""The benchmark: the exporter against the stack's ceiling, measured in one run."""

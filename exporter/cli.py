@@ -1,0 +1,122 @@
+"""Command line: `serve` (the default), `rules` and `simulate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging.config
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import uvicorn
+from prometheus_client.registry import CollectorRegistry
+from pydantic import ValidationError
+
+from exporter import __version__
+from exporter.app import create_app
+from exporter.logs import log_config
+from exporter.settings import Settings, env_name
+from exporter.stores import open_store
+
+log = logging.getLogger("exporter")
+
+# uvicorn waits this long for in-flight webhooks after SIGTERM; Kubernetes
+# sends SIGKILL 30 s after SIGTERM by default, so this leaves a margin.
+GRACEFUL_SHUTDOWN_SECONDS = 20
+
+
+def flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per settings field, documented with its variable and default."""
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        shown = "unset" if default is None else default
+        parser.add_argument(
+            flag(name),
+            dest=name,
+            default=argparse.SUPPRESS,
+            metavar=name.upper(),
+            help=f"{field.description} [env {env_name(name)}; default {shown}]",
+        )
+
+
+def load_settings(overrides: dict[str, Any]) -> Settings:
+    """Settings from the environment with the command line on top.
+
+    Raises SystemExit with one line naming the setting when one is invalid.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        where = f"{env_name(field)} / {flag(field)}" if field else "settings"
+        raise SystemExit(f"cloudmailin-exporter: invalid setting {where}: {first['msg']}") from None
+    except ValueError as exc:
+        raise SystemExit(f"cloudmailin-exporter: invalid settings: {exc}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cloudmailin-exporter",
+        description="Prometheus exporter for CloudMailin outbound status event webhooks.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the webhook and metrics server (default)")
+    add_settings_flags(serve)
+    return parser
+
+
+async def serve(settings: Settings) -> int:
+    store = open_store(settings)
+    try:
+        await store.start()
+    except ValueError as exc:
+        print(f"cloudmailin-exporter: state store: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings, CollectorRegistry(), store)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=log_config(settings.log_level),
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        server_header=False,
+        # The webhook is the only client that matters; CloudMailin keeps
+        # connections alive between batches.
+        timeout_keep_alive=30,
+    )
+    server = uvicorn.Server(config)
+    log.info(
+        "serving",
+        extra={
+            "version": __version__,
+            "host": settings.host,
+            "port": settings.port,
+            "state": settings.state_url.split(":", 1)[0],
+        },
+    )
+    await server.serve()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
+        args.insert(0, "serve")
+    parsed = build_parser().parse_args(args)
+    options = {k: v for k, v in vars(parsed).items() if k != "command"}
+    if parsed.command == "serve":
+        settings = load_settings(options)
+        logging.config.dictConfig(log_config(settings.log_level))
+        return asyncio.run(serve(settings))
+    build_parser().print_help()
+    return 2

@@ -1,0 +1,254 @@
+"""The exporter's metric families, kept in plain dicts and exposed by a collector.
+
+prometheus-client's labelled children cost a lock and a label lookup per
+increment, most of the time of a busy webhook; the event loop is the only
+writer here, so plain dicts are exact and several times faster.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from typing import Final
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    Exemplar,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from exporter.domains import DomainGuard
+from exporter.events import KNOWN_KINDS, OTHER, REJECT_REASONS, KindCatalogue
+from exporter.stores.base import EVICTION_REASONS, OPERATIONS, StateStore
+
+PREFIX: Final = "cloudmailin_"
+# Email is slow and its delays are spread over five orders of magnitude:
+# most deliveries take seconds, greylisting holds mail for 5-30 minutes,
+# deferrals are retried for hours, and MTAs give up after 1-3 days. Roughly
+# three bounds per decade keeps quantile estimates within about a factor of
+# two everywhere while each histogram stays at 17 series.
+DELIVERY_BUCKETS: Final = (
+    1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+    3600.0, 7200.0, 21600.0, 43200.0, 86400.0, 172800.0, 259200.0,
+)  # fmt: skip
+# A webhook batch is handled in well under a millisecond per event when
+# healthy; the top bounds catch a slow state store (whose timeout is 0.5 s).
+REQUEST_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Response codes created at start so error-ratio alerts see a 0, not nothing.
+KNOWN_CODES: Final = ("200", "400", "401", "405", "413", "415")
+# OpenMetrics caps an exemplar's label set at 128 characters.
+MAX_EXEMPLAR_ID: Final = 128 - len("message_id")
+TIMED_KINDS: Final = tuple(k for k in KNOWN_KINDS if k != "registration")
+
+METRIC_NAMES: Final = (
+    "cloudmailin_events_total",
+    "cloudmailin_time_to_delivery_seconds",
+    "cloudmailin_time_since_registration_seconds",
+    "cloudmailin_pending_messages",
+    "cloudmailin_pending_evicted_total",
+    "cloudmailin_unmatched_events_total",
+    "cloudmailin_duplicate_events_total",
+    "cloudmailin_rejected_events_total",
+    "cloudmailin_webhook_requests_total",
+    "cloudmailin_webhook_request_duration_seconds",
+    "cloudmailin_domain_overflow_events_total",
+    "cloudmailin_last_event_timestamp_seconds",
+    "cloudmailin_state_errors_total",
+    "cloudmailin_exporter_build_info",
+)
+
+
+class Histogram:
+    """One histogram series: per-bucket counts, a sum and the latest exemplar per bucket."""
+
+    __slots__ = ("bounds", "counts", "exemplars", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+        self.exemplars: list[Exemplar | None] = [None] * (len(bounds) + 1)
+
+    def observe(self, value: float, message_id: str | None = None, at: float | None = None) -> None:
+        # bisect_left: a value equal to a bound belongs to that bound's `le` bucket.
+        i = bisect_left(self.bounds, value)
+        self.counts[i] += 1
+        self.total += value
+        if message_id is not None and len(message_id) <= MAX_EXEMPLAR_ID:
+            self.exemplars[i] = Exemplar({"message_id": message_id}, value, at)
+
+    def buckets(self) -> list[tuple[str, float] | tuple[str, float, Exemplar]]:
+        out: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
+        running = 0
+        for bound, count, exemplar in zip(
+            [*map(_bound_text, self.bounds), "+Inf"], self.counts, self.exemplars, strict=True
+        ):
+            running += count
+            out.append((bound, running) if exemplar is None else (bound, running, exemplar))
+        return out
+
+
+def _bound_text(bound: float) -> str:
+    return repr(float(bound))
+
+
+class ExporterMetrics(Collector):
+    """Every cloudmailin_* family, registered on the registry it is given."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        version: str,
+        kinds: KindCatalogue,
+        domains: DomainGuard,
+        store: StateStore,
+    ) -> None:
+        self.version = version
+        self.kinds = kinds
+        self.domains = domains
+        self.store = store
+        self.events: dict[tuple[str, str], int] = {}
+        self.to_delivery: dict[str, Histogram] = {}
+        self.since_registration = {k: Histogram(DELIVERY_BUCKETS) for k in TIMED_KINDS}
+        self.unmatched = dict.fromkeys(TIMED_KINDS, 0)
+        self.duplicates = dict.fromkeys(KNOWN_KINDS, 0)
+        self.rejected = dict.fromkeys(REJECT_REASONS, 0)
+        self.requests = dict.fromkeys(KNOWN_CODES, 0)
+        self.request_duration = Histogram(REQUEST_BUCKETS)
+        self.last_event = 0.0
+        self.add_domain(OTHER)
+        for domain in domains.allowlist:
+            self.add_domain(domain)
+        registry.register(self)
+
+    def add_domain(self, domain: str) -> None:
+        """Create a domain's series at 0, so its first bounce shows in rate()."""
+        for kind in KNOWN_KINDS:
+            self.events.setdefault((kind, domain), 0)
+        self.to_delivery.setdefault(domain, Histogram(DELIVERY_BUCKETS))
+
+    def count_event(self, kind: str, domain: str) -> None:
+        key = (kind, domain)
+        count = self.events.get(key)
+        if count is None:
+            self.add_domain(domain)
+            count = self.events.get(key, 0)
+        self.events[key] = count + 1
+
+    def totals(self) -> dict[str, int]:
+        """Accepted events by kind, for the landing page."""
+        out = dict.fromkeys(KNOWN_KINDS, 0)
+        for (kind, _), count in self.events.items():
+            out[kind] = out.get(kind, 0) + count
+        return out
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._counters()
+        yield from self._histograms()
+        yield from self._gauges()
+
+    def _counters(self) -> Iterator[Metric]:
+        events = CounterMetricFamily(
+            PREFIX + "events_total", "Accepted CloudMailin events.", labels=("kind", "domain")
+        )
+        for (kind, domain), count in sorted(self.events.items()):
+            events.add_metric((kind, domain), count)
+        yield events
+        yield _counter(
+            "unmatched_events_total",
+            "Events to be timed whose message's registration was never seen.",
+            "kind",
+            self.unmatched,
+        )
+        yield _counter(
+            "duplicate_events_total",
+            "Events recognised as re-deliveries and not counted again.",
+            "kind",
+            self.duplicates,
+        )
+        yield _counter(
+            "rejected_events_total",
+            "Events in a batch that failed validation.",
+            "reason",
+            self.rejected,
+        )
+        yield _counter(
+            "webhook_requests_total", "Webhook POSTs by HTTP status.", "code", self.requests
+        )
+        yield _counter(
+            "pending_evicted_total",
+            "Pending messages dropped before their terminal event.",
+            "reason",
+            {r: self.store.evicted.get(r, 0) for r in EVICTION_REASONS},
+        )
+        yield _counter(
+            "state_errors_total",
+            "Failed calls to the state store.",
+            "operation",
+            {op: self.store.errors.get(op, 0) for op in OPERATIONS},
+        )
+        overflow = CounterMetricFamily(
+            PREFIX + "domain_overflow_events_total",
+            "Events whose domain was folded into other because max_domains was reached.",
+        )
+        overflow.add_metric((), self.domains.overflow_events)
+        yield overflow
+
+    def _histograms(self) -> Iterator[Metric]:
+        ttd = HistogramMetricFamily(
+            PREFIX + "time_to_delivery_seconds",
+            "Seconds from a message's registration to its delivery, per recipient.",
+            labels=("domain",),
+        )
+        for domain, hist in sorted(self.to_delivery.items()):
+            ttd.add_metric((domain,), hist.buckets(), hist.total)
+        yield ttd
+        tsr = HistogramMetricFamily(
+            PREFIX + "time_since_registration_seconds",
+            "Seconds from a message's registration to the first event of each later kind.",
+            labels=("kind",),
+        )
+        for kind, hist in sorted(self.since_registration.items()):
+            tsr.add_metric((kind,), hist.buckets(), hist.total)
+        yield tsr
+        duration = HistogramMetricFamily(
+            PREFIX + "webhook_request_duration_seconds", "Seconds to handle one webhook POST."
+        )
+        duration.add_metric((), self.request_duration.buckets(), self.request_duration.total)
+        yield duration
+
+    def _gauges(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            PREFIX + "pending_messages",
+            "Registered messages without a terminal event yet (shared across replicas "
+            "with a shared store: aggregate with max).",
+            value=self.store.pending,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "last_event_timestamp_seconds",
+            "Unix time the last event was accepted.",
+            value=self.last_event,
+        )
+        info = GaugeMetricFamily(
+            PREFIX + "exporter_build_info", "Always 1; the exporter's version.", labels=("version",)
+        )
+        info.add_metric((self.version,), 1)
+        yield info
+
+
+def _counter(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(PREFIX + name, doc, labels=(label,))
+    for value, count in sorted(values.items()):
+        family.add_metric((value,), count)
+    return family
+
+
+def wall_clock() -> float:
+    return time.time()
+
+
+Clock = Callable[[], float]

@@ -1,0 +1,104 @@
+"""The state store interface shared by the memory, SQLite and Redis stores."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from exporter.timing import Claim, Verdict
+
+log = logging.getLogger(__name__)
+
+OPERATIONS = ("connect", "read", "write", "expire")
+EVICTION_REASONS = ("expired", "capacity")
+
+
+class StoreError(Exception):
+    """A store call failed; `operation` is the label it is counted under."""
+
+    def __init__(self, operation: str, message: str) -> None:
+        super().__init__(message)
+        self.operation = operation
+
+
+@dataclass(slots=True)
+class Outcome:
+    # The same request body was applied within the duplicate window: a
+    # retried POST, none of whose events may count again.
+    body_seen: bool
+    verdicts: list[Verdict] = field(default_factory=list)
+
+
+class StateStore(ABC):
+    """Remembers messages' records and recently seen request bodies.
+
+    Bounded by age (`ttl`, which is also the duplicate window) and by entries;
+    every store counts its evictions, its failures and its pending messages.
+    """
+
+    # Whether calls can block on I/O and so must run under a timeout.
+    remote = False
+
+    def __init__(self, ttl: float, max_entries: int, timeout: float) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.timeout = timeout
+        self.evicted = dict.fromkeys(EVICTION_REASONS, 0)
+        self.errors = dict.fromkeys(OPERATIONS, 0)
+        self.ready = True
+        self.pending = 0
+
+    async def start(self) -> None:
+        """Open the store; raise ValueError with a one-line reason if it cannot be used."""
+
+    async def stop(self) -> None:
+        """Flush and close."""
+
+    @abstractmethod
+    async def apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
+        """Atomically check the body and apply every claim with `decide`."""
+
+    @abstractmethod
+    async def maintain(self, now: float) -> None:
+        """Expire old entries and refresh `pending`; reconnect if needed."""
+
+    async def guarded_apply(
+        self, body_key: bytes, claims: Sequence[Claim], now: float
+    ) -> Outcome | None:
+        """`apply`, or None when the store failed; counting must go on regardless."""
+        if not self.remote:
+            return await self.apply(body_key, claims, now)
+        try:
+            outcome = await asyncio.wait_for(self.apply(body_key, claims, now), self.timeout)
+        except TimeoutError:
+            self._failed("write", "timed out")
+            return None
+        except StoreError as exc:
+            self._failed(exc.operation, str(exc))
+            return None
+        self.ready = True
+        return outcome
+
+    async def guarded_maintain(self, now: float) -> None:
+        if not self.remote:
+            await self.maintain(now)
+            return
+        try:
+            await asyncio.wait_for(self.maintain(now), self.timeout)
+        except TimeoutError:
+            self._failed("expire", "timed out")
+        except StoreError as exc:
+            self._failed(exc.operation, str(exc))
+        else:
+            if not self.ready:
+                log.warning("state store answers again")
+            self.ready = True
+
+    def _failed(self, operation: str, message: str) -> None:
+        self.errors[operation] += 1
+        if self.ready:
+            log.error("state store failed", extra={"operation": operation, "error": message})
+        self.ready = False

@@ -1,0 +1,164 @@
+"""Real servers for tests: the exporter under uvicorn, on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from prometheus_client.registry import CollectorRegistry
+from starlette.applications import Starlette
+
+from exporter.app import create_app
+from exporter.metrics import ExporterMetrics
+from exporter.settings import Settings
+from exporter.stores import open_store
+from exporter.stores.base import StateStore
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(
+    port: int, timeout: float = 15.0, proc: subprocess.Popen[Any] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Running:
+    url: str
+    app: Starlette
+    registry: CollectorRegistry
+    store: StateStore
+    client: httpx.Client
+
+    @property
+    def metrics(self) -> ExporterMetrics:
+        metrics: ExporterMetrics = self.app.state.metrics
+        return metrics
+
+    def value(self, name: str, **labels: str) -> float:
+        """A sample's value from the app's own registry (0 when absent)."""
+        found = self.registry.get_sample_value(name, labels)
+        return 0.0 if found is None else found
+
+    def post(self, events: list[Any], **kwargs: Any) -> httpx.Response:
+        return self.client.post("/events", json={"events": events}, **kwargs)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Starlette) -> Iterator[str]:
+    """Run `app` under a real uvicorn on a free loopback port; yield its URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextlib.contextmanager
+def running_exporter(clock: FakeClock | None = None, **overrides: Any) -> Iterator[Running]:
+    settings = Settings(**overrides)
+    registry = CollectorRegistry()
+    store = open_store(settings)
+    app = create_app(settings, registry, store, clock or FakeClock())
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield Running(url, app, registry, store, client)
+
+
+@dataclass
+class Process:
+    proc: subprocess.Popen[str]
+    url: str
+    log_path: Path
+
+    def logs(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def exporter_process(
+    tmp: Path, env: Mapping[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Iterator[Process]:
+    """The installed `cloudmailin-exporter` command as a separate process."""
+    port = free_port()
+    log_path = tmp / f"exporter-{port}.log"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDMAILIN_EXPORTER_")}
+    full_env.update(env or {})
+    full_env["CLOUDMAILIN_EXPORTER_HOST"] = "127.0.0.1"
+    full_env["CLOUDMAILIN_EXPORTER_PORT"] = str(port)
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "cloudmailin-exporter"), *args],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    process = Process(proc, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_for_port(port, proc=proc)
+        yield process
+    finally:
+        process.stop()

@@ -1,0 +1,88 @@
+"""Recipient domains as label values, under the cardinality budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.domains import CANDIDATE_CAP, DomainGuard, normalise
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Example.COM", "example.com"),
+        ("example.com.", "example.com"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("BÜCHER.example", "xn--bcher-kva.example"),
+        ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+        ("例え.テスト", "xn--r8jz45g.xn--zckzah"),
+    ],
+)
+def test_normalise(raw: str, expected: str) -> None:
+    assert normalise(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["", ".", "a..b", "exa mple.com", "a" * 64 + ".com", "xn--zz.example", "b" * 254]
+)
+def test_unusable_domains(raw: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the message varies by cause
+        normalise(raw)
+
+
+def test_invalid_addresses_are_labelled_invalid() -> None:
+    guard = DomainGuard(10, (), 1)
+    assert guard.label("no-at-sign") == "invalid"
+    assert guard.label("user@") == "invalid"
+    assert guard.label("user@exa mple.com") == "invalid"
+    assert guard.overflow_events == 0
+
+
+def test_first_sight_admission_and_budget() -> None:
+    guard = DomainGuard(max_domains=2, allowlist=(), min_events=1)
+    assert guard.label("a@one.example") == "one.example"
+    assert guard.label("b@TWO.example") == "two.example"
+    assert guard.label("c@three.example") == "other"
+    assert guard.label("d@three.example") == "other"
+    assert guard.overflow_events == 2
+    assert guard.label("e@one.example") == "one.example"
+    assert guard.labels == {"one.example", "two.example"}
+
+
+def test_allowlist_is_always_admitted_and_outside_the_budget() -> None:
+    guard = DomainGuard(max_domains=1, allowlist=("VIP.example",), min_events=3)
+    assert guard.label("a@filler.example") == "other"
+    assert guard.label("a@vip.example") == "vip.example"
+    for _ in range(2):
+        guard.label("b@filler.example")
+    assert guard.labels == {"vip.example", "filler.example"}
+    assert guard.label("a@late.example") == "other"
+    assert guard.label("a@vip.example") == "vip.example"
+
+
+def test_domain_earns_its_series_from_the_nth_event() -> None:
+    guard = DomainGuard(max_domains=10, allowlist=(), min_events=3)
+    assert [guard.label(f"u{i}@gmail.com") for i in range(4)] == [
+        "other",
+        "other",
+        "gmail.com",
+        "gmail.com",
+    ]
+    # Folding below the threshold is not overflow: the budget is not full.
+    assert guard.overflow_events == 0
+
+
+def test_one_off_domains_never_use_the_budget() -> None:
+    guard = DomainGuard(max_domains=1, allowlist=(), min_events=2)
+    for i in range(CANDIDATE_CAP * 2):
+        assert guard.label(f"x@oneoff{i}.example") == "other"
+    assert guard.labels == frozenset()
+    guard.label("a@steady.example")
+    assert guard.label("b@steady.example") == "steady.example"
+
+
+def test_label_values_stay_bounded_under_a_flood() -> None:
+    guard = DomainGuard(max_domains=5, allowlist=(), min_events=1)
+    labels = {guard.label(f"x@d{i}.example") for i in range(10_000)}
+    assert len(labels) == 6  # five admitted plus other
+    assert guard.overflow_events == 10_000 - 5

@@ -1,0 +1,55 @@
+"""`decide`: what one event means for its message's record."""
+
+from __future__ import annotations
+
+from exporter.events import KIND_INDEX, KNOWN_KINDS, ONCE_PER_MESSAGE
+from exporter.stores.memory import pack, unpack
+from exporter.timing import Claim, Record, decide
+
+
+def claim(kind: str, at: float) -> Claim:
+    return Claim("m", "r@x.example", KIND_INDEX[kind], at)
+
+
+def test_every_once_per_message_kind_is_a_duplicate_the_second_time() -> None:
+    for kind in ONCE_PER_MESSAGE:
+        record = Record(created=0)
+        assert not decide(record, claim(kind, 1)).duplicate
+        assert decide(record, claim(kind, 2)).duplicate
+
+
+def test_other_kinds_never_are() -> None:
+    for kind in set(KNOWN_KINDS) - ONCE_PER_MESSAGE:
+        record = Record(created=0, registered_at=0)
+        first = decide(record, claim(kind, 5))
+        second = decide(record, claim(kind, 6))
+        assert first.since_registration == 5
+        assert not second.duplicate
+        assert second.since_registration is None
+
+
+def test_pending_until_terminal() -> None:
+    record = Record(created=0)
+    decide(record, claim("registration", 10))
+    assert record.pending
+    decide(record, claim("soft_bounce", 20))
+    assert record.pending
+    decide(record, claim("retries_exhausted", 30))
+    assert not record.pending
+
+
+def test_negative_interval_is_not_observed() -> None:
+    record = Record(created=0)
+    decide(record, claim("registration", 100))
+    verdict = decide(record, claim("delivery", 50))
+    assert verdict.since_registration is None
+    assert not verdict.unmatched
+
+
+def test_memory_packing_round_trips() -> None:
+    for record in (
+        Record(created=1_800_000_000, registered_at=1_800_000_000.123, seen=(1 << 19) | 5),
+        Record(created=0, registered_at=None, seen=0),
+        Record(created=4_000_000_000, registered_at=0.0, seen=(1 << 32) - 1),
+    ):
+        assert unpack(pack(record)) == record
