@@ -139,9 +139,16 @@ class Process:
 
 @contextlib.contextmanager
 def exporter_process(
-    tmp: Path, env: Mapping[str, str] | None = None, args: tuple[str, ...] = ()
+    tmp: Path,
+    env: Mapping[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    listen_port: int | None = None,
 ) -> Iterator[Process]:
-    """The installed `cloudmailin-exporter` command as a separate process."""
+    """The installed `cloudmailin-exporter` command as a separate process.
+
+    It is told a free port through the environment; `listen_port` is where it
+    really listens when `args` say otherwise.
+    """
     port = free_port()
     log_path = tmp / f"exporter-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDMAILIN_EXPORTER_")}
@@ -156,6 +163,7 @@ def exporter_process(
             stderr=subprocess.STDOUT,
             text=True,
         )
+    port = listen_port or port
     process = Process(proc, f"http://127.0.0.1:{port}", log_path)
     try:
         wait_for_port(port, proc=proc)

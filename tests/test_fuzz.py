@@ -1,0 +1,106 @@
+"""Arbitrary JSON and bytes at POST /events: never a 5xx, never a dead process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exporter.events import KNOWN_KINDS
+from tests.servers import FakeClock, Running, running_exporter
+
+JSON_HEADERS = {"content-type": "application/json"}
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+kinds = st.sampled_from([*KNOWN_KINDS, "rate_limited", "brand_new", "BAD", ""]) | json_values
+near_valid_events = st.fixed_dictionaries(
+    {"kind": kinds, "recipient": st.text(max_size=30) | json_values},
+    optional={
+        "message_id": st.text(max_size=20) | json_values,
+        "timestamp": st.integers() | st.text(max_size=30) | json_values,
+        "created_at": st.text(max_size=30) | st.floats(allow_nan=False),
+        "details": json_values,
+    },
+)
+payloads = st.one_of(
+    json_values,
+    st.fixed_dictionaries({"events": st.lists(near_valid_events | json_values, max_size=20)}),
+)
+
+
+@pytest.fixture(scope="module")
+def fuzzed() -> Iterator[Running]:
+    with running_exporter(
+        FakeClock(), max_domains=20, domain_min_events=1, max_new_kinds=3
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[Running]:
+    with running_exporter(FakeClock(), bearer_token="right-token") as running:
+        yield running
+
+
+def check_alive(exporter: Running) -> None:
+    assert exporter.client.get("/healthz").status_code == 200
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=payloads)
+def test_any_json_gets_a_2xx_or_4xx(fuzzed: Running, payload: Any) -> None:
+    response = fuzzed.client.post(
+        "/events", content=json.dumps(payload).encode(), headers=JSON_HEADERS
+    )
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 200:
+        summary = response.json()
+        assert sum(summary.values()) == len(payload["events"])
+    check_alive(fuzzed)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.binary(max_size=400), content_type=st.sampled_from(["application/json", "x/y"]))
+def test_any_bytes_get_a_4xx(fuzzed: Running, body: bytes, content_type: str) -> None:
+    response = fuzzed.client.post("/events", content=body, headers={"content-type": content_type})
+    assert 200 <= response.status_code < 500
+    check_alive(fuzzed)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    header=st.text(max_size=60).filter(lambda s: "\n" not in s and "\r" not in s),
+)
+def test_any_authorization_header_is_a_clean_401(secured: Running, header: str) -> None:
+    try:
+        response = secured.client.post(
+            "/events", content=b'{"events": []}', headers={**JSON_HEADERS, "authorization": header}
+        )
+    except (httpx.LocalProtocolError, UnicodeEncodeError):
+        return  # not a header a client can send at all
+    expected = 200 if header.strip() == "Bearer right-token" else 401
+    assert response.status_code == expected
+    check_alive(secured)
+
+
+def test_label_values_stay_bounded_after_fuzzing(fuzzed: Running) -> None:
+    families = {f.name: f for f in fuzzed.registry.collect()}
+    kinds = {s.labels["kind"] for s in families["cloudmailin_events"].samples}
+    domains = {s.labels["domain"] for s in families["cloudmailin_events"].samples}
+    assert len(kinds - set(KNOWN_KINDS)) <= 4  # three new names and other
+    assert len(domains) <= 20 + 2  # the budget, other and invalid
