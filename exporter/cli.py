@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging.config
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from prometheus_client.registry import CollectorRegistry
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from exporter import __version__
 from exporter.app import create_app
 from exporter.logs import log_config
+from exporter.monitoring.config import MonitoringConfig
+from exporter.monitoring.rules import render_rules
 from exporter.settings import Settings, env_name
+from exporter.simulate import Traffic, simulate
 from exporter.stores import open_store
+
+M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger("exporter")
 
@@ -30,20 +36,35 @@ def flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per settings field, documented with its variable and default."""
-    for name, field in Settings.model_fields.items():
+def add_model_flags(
+    parser: argparse.ArgumentParser, model: type[BaseModel], with_env: bool = False
+) -> None:
+    """One flag per field of `model`, documented with its default (and variable)."""
+    for name, field in model.model_fields.items():
         default = field.default
         if isinstance(default, tuple):
             default = ",".join(default)
         shown = "unset" if default is None else default
+        env = f"env {env_name(name)}; " if with_env else ""
         parser.add_argument(
             flag(name),
             dest=name,
             default=argparse.SUPPRESS,
             metavar=name.upper(),
-            help=f"{field.description} [env {env_name(name)}; default {shown}]",
+            help=f"{field.description} [{env}default {shown}]",
         )
+
+
+def build_model(model: type[M], options: dict[str, Any]) -> M:
+    """`model` from command-line options; SystemExit with one line naming a bad one."""
+    try:
+        return model(**options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        raise SystemExit(
+            f"cloudmailin-exporter: invalid option {flag(field)}: {first['msg']}"
+        ) from None
 
 
 def load_settings(overrides: dict[str, Any]) -> Settings:
@@ -70,7 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the webhook and metrics server (default)")
-    add_settings_flags(serve)
+    add_model_flags(serve, Settings, with_env=True)
+    rules = commands.add_parser(
+        "rules", help="print the Prometheus recording and alert rules, with any knob overridden"
+    )
+    add_model_flags(rules, MonitoringConfig)
+    sim = commands.add_parser("simulate", help="post realistic CloudMailin traffic to a URL")
+    add_model_flags(sim, Traffic)
     return parser
 
 
@@ -118,5 +145,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(options)
         logging.config.dictConfig(log_config(settings.log_level))
         return asyncio.run(serve(settings))
+    if parsed.command == "rules":
+        sys.stdout.write(render_rules(build_model(MonitoringConfig, options)))
+        return 0
+    if parsed.command == "simulate":
+        report = simulate(build_model(Traffic, options))
+        summary = {
+            "requests": report.requests,
+            "failed_requests": report.failed_requests,
+            "sent": dict(sorted(report.sent.items())),
+            "accepted": report.accepted,
+            "rejected": report.rejected,
+            "duplicates": report.duplicates,
+            "unsent": report.unsent,
+        }
+        print(json.dumps(summary, indent=2))
+        return 0 if report.failed_requests == 0 else 1
     build_parser().print_help()
     return 2

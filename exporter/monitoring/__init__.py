@@ -1,0 +1,1 @@
+"""Monitoring as code: alert and recording rules and dashboards from one config."""
