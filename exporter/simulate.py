@@ -90,6 +90,8 @@ class Simulator:
             weights.append(float(weight or 1))
         self.domains = names
         self.weights = weights
+        # Set from another thread to end a run early.
+        self.stopped = False
 
     def _at(self, when: float, kind: str, message_id: str, recipient: str) -> None:
         event = {"kind": kind, "recipient": recipient, "message_id": message_id, "details": {}}
@@ -149,7 +151,7 @@ class Simulator:
         started = time.monotonic()
         owed = 0.0
         try:
-            while (now := time.monotonic()) - started < t.duration:
+            while (now := time.monotonic()) - started < t.duration and not self.stopped:
                 owed += t.rate * t.tick
                 while owed >= 1:
                     self.new_message(now)

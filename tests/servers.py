@@ -21,7 +21,7 @@ from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 
 from exporter.app import create_app
-from exporter.metrics import ExporterMetrics
+from exporter.metrics import Clock, ExporterMetrics, wall_clock
 from exporter.settings import Settings
 from exporter.stores import open_store
 from exporter.stores.base import StateStore
@@ -112,7 +112,7 @@ def running_exporter(clock: FakeClock | None = None, **overrides: Any) -> Iterat
     settings = Settings(**overrides)
     registry = CollectorRegistry()
     store = open_store(settings)
-    app = create_app(settings, registry, store, clock or FakeClock())
+    app = create_app(settings, registry, store, clock or wall_clock)
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield Running(url, app, registry, store, client)
 

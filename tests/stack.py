@@ -1,0 +1,183 @@
+"""Real Prometheus, Alertmanager and a webhook receiver, on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.servers import free_port
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def process(args: list[str], ready_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(ready_url, proc, log)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@dataclass
+class Receiver:
+    """Collects the alert notifications Alertmanager posts to it."""
+
+    url: str
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+
+    def alert_names(self) -> set[str]:
+        return {
+            alert["labels"]["alertname"]
+            for note in list(self.notifications)
+            for alert in note.get("alerts", [])
+        }
+
+    def wait_for(self, name: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if name in self.alert_names():
+                return True
+            time.sleep(0.2)
+        return False
+
+
+@contextlib.contextmanager
+def receiver() -> Iterator[Receiver]:
+    port = free_port()
+    got = Receiver(f"http://127.0.0.1:{port}/")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            got.notifications.append(json.loads(self.rfile.read(length)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield got
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def alertmanager(tmp: Path, webhook_url: str) -> Iterator[str]:
+    port = free_port()
+    config = {
+        "route": {
+            "receiver": "test",
+            "group_by": ["alertname"],
+            "group_wait": "1s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
+        "receivers": [{"name": "test", "webhook_configs": [{"url": webhook_url}]}],
+    }
+    path = tmp / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    url = f"http://127.0.0.1:{port}"
+    args = [
+        ALERTMANAGER,
+        f"--config.file={path}",
+        f"--storage.path={tmp / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    with process(args, url + "/-/ready", tmp / "alertmanager.log"):
+        yield url
+
+
+@dataclass
+class Prometheus:
+    url: str
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        response = httpx.get(self.url + "/api/v1/query", params={"query": expr}, timeout=10)
+        body = response.json()
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def wait_for_data(self, expr: str, timeout: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = self.query(expr)
+            if result:
+                return result
+            time.sleep(0.5)
+        return []
+
+
+@contextlib.contextmanager
+def prometheus(
+    tmp: Path,
+    target: str,
+    rules: Path | None = None,
+    alertmanager_url: str | None = None,
+) -> Iterator[Prometheus]:
+    port = free_port()
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": "cloudmailin-exporter",
+                "static_configs": [{"targets": [target], "labels": {"namespace": "e2e"}}],
+            }
+        ],
+    }
+    if rules is not None:
+        config["rule_files"] = [str(rules)]
+    if alertmanager_url is not None:
+        config["alerting"] = {
+            "alertmanagers": [{"static_configs": [{"targets": [alertmanager_url.split("//")[1]]}]}]
+        }
+    path = tmp / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    url = f"http://127.0.0.1:{port}"
+    args = [
+        PROMETHEUS,
+        f"--config.file={path}",
+        f"--storage.tsdb.path={tmp / 'prom-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    with process(args, url + "/-/ready", tmp / "prometheus.log"):
+        yield Prometheus(url)
