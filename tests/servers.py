@@ -108,7 +108,8 @@ def serve_in_thread(app: Starlette) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def running_exporter(clock: FakeClock | None = None, **overrides: Any) -> Iterator[Running]:
+def running_exporter(clock: Clock | None = None, **overrides: Any) -> Iterator[Running]:
+    """The app under a real uvicorn; `clock` defaults to the wall clock."""
     settings = Settings(**overrides)
     registry = CollectorRegistry()
     store = open_store(settings)

@@ -18,7 +18,7 @@ from exporter.monitoring.config import MonitoringConfig
 from exporter.monitoring.rules import render_rules
 from exporter.simulate import Simulator, Traffic
 from tests.servers import Running, running_exporter
-from tests.stack import Prometheus, Receiver, alertmanager, prometheus, receiver
+from tests.stack import Receiver, alertmanager, prometheus, receiver
 
 FAST = MonitoringConfig(
     selector='job="cloudmailin-exporter"',
