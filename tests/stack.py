@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 import yaml
 
 from tests.servers import free_port
@@ -181,3 +182,50 @@ def prometheus(
     ]
     with process(args, url + "/-/ready", tmp / "prometheus.log"):
         yield Prometheus(url)
+
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+class RedisServer:
+    """A real redis-server on a loopback port, which a test may stop and start again."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = [
+            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(self.tmp),
+        ]  # fmt: skip
+        with (self.tmp / "redis.log").open("ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError):
+                if redis.Redis(port=self.port, socket_timeout=1).ping():
+                    return
+            time.sleep(0.05)
+        raise TimeoutError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def flush(self) -> None:
+        redis.Redis(port=self.port).flushall()
+
+
+@contextlib.contextmanager
+def redis_server(tmp: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,4 +1,4 @@
-"""Store factories for the shared contract suite."""
+"""Store openers for the shared contract suite: memory, SQLite and a real Redis."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 
 from exporter.stores.base import StateStore
 from exporter.stores.memory import MemoryStore
+from exporter.stores.redis import RedisStore
+from exporter.stores.sqlite import SQLiteStore
+from tests.stack import RedisServer
 
 
 @asynccontextmanager
@@ -18,3 +21,27 @@ async def memory_store(ttl: float, max_entries: int, _tmp: Path) -> AsyncIterato
         yield store
     finally:
         await store.stop()
+
+
+@asynccontextmanager
+async def sqlite_store(ttl: float, max_entries: int, tmp: Path) -> AsyncIterator[StateStore]:
+    store = SQLiteStore(tmp / "state.db", ttl, max_entries, timeout=5)
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.stop()
+
+
+def redis_opener(server: RedisServer):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def open_redis(ttl: float, max_entries: int, _tmp: Path) -> AsyncIterator[StateStore]:
+        server.flush()
+        store = RedisStore(server.url, ttl, max_entries, timeout=5)
+        await store.start()
+        try:
+            yield store
+        finally:
+            await store.stop()
+
+    return open_redis

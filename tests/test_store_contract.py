@@ -13,21 +13,31 @@ import pytest
 from exporter.events import KIND_INDEX
 from exporter.stores.base import StateStore
 from exporter.timing import Claim
-from tests.stores import memory_store
+from tests.stack import RedisServer, redis_server
+from tests.stores import memory_store, redis_opener, sqlite_store
 
 T0 = 1_800_000_000.0
 Opener = Callable[[float, int, Path], AbstractAsyncContextManager[StateStore]]
 
-STORES: dict[str, Opener] = {"memory": memory_store}
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 def claim(kind: str, at: float, message_id: str = "m-1", recipient: str = "a@x.example") -> Claim:
     return Claim(message_id, recipient, KIND_INDEX[kind], at)
 
 
-@pytest.fixture(params=sorted(STORES))
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def opener(request: pytest.FixtureRequest) -> Opener:
-    return STORES[request.param]
+    if request.param == "memory":
+        return memory_store
+    if request.param == "sqlite":
+        return sqlite_store
+    opener: Opener = redis_opener(request.getfixturevalue("redis"))
+    return opener
 
 
 def run(coro: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 from exporter.settings import Settings
 from exporter.stores.base import StateStore
 from exporter.stores.memory import MemoryStore
+from exporter.stores.redis import RedisStore
+from exporter.stores.sqlite import SQLiteStore, path_from_url
 
 
 def open_store(settings: Settings) -> StateStore:
@@ -16,4 +18,6 @@ def open_store(settings: Settings) -> StateStore:
     timeout = settings.store_timeout_seconds
     if scheme == "memory":
         return MemoryStore(ttl, entries, timeout)
-    raise ValueError(f"state store {scheme}:// is not available in this build")
+    if scheme == "sqlite":
+        return SQLiteStore(path_from_url(settings.state_url), ttl, entries, timeout)
+    return RedisStore(settings.state_url, ttl, entries, timeout)

@@ -1,0 +1,100 @@
+"""A failing state store: counting goes on, failures are counted, readiness says so,
+and the exporter recovers by itself when the store answers again."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.servers import Running, running_exporter
+from tests.stack import redis_server
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def errors(exporter: Running) -> float:
+    return sum(
+        exporter.value("cloudmailin_state_errors_total", operation=op)
+        for op in ("connect", "read", "write", "expire")
+    )
+
+
+def timed(exporter: Running) -> float:
+    return exporter.value("cloudmailin_time_since_registration_seconds_count", kind="delivery")
+
+
+def post_pair(exporter: Running, message_id: str) -> None:
+    ev = {"recipient": f"{message_id}@f.example", "message_id": message_id}
+    assert exporter.post([{"kind": "registration", **ev}]).status_code == 200
+    assert exporter.post([{"kind": "delivery", **ev}]).status_code == 200
+
+
+def test_redis_stopped_and_started_again(tmp_path: Path) -> None:
+    with (
+        redis_server(tmp_path) as server,
+        running_exporter(state_url=server.url, store_timeout_seconds=0.3) as exporter,
+    ):
+        post_pair(exporter, "before")
+        assert timed(exporter) == 1
+        assert exporter.client.get("/readyz").status_code == 200
+
+        server.stop()
+        response = exporter.post(
+            [{"kind": "bounce", "recipient": "a@f.example", "message_id": "x"}]
+        )
+        assert response.json() == {"accepted": 1, "rejected": 0, "duplicates": 0}
+        assert exporter.value("cloudmailin_events_total", kind="bounce", domain="other") == 1
+        assert errors(exporter) >= 1
+        assert eventually(lambda: exporter.client.get("/readyz").status_code == 503, 5)
+        assert exporter.client.get("/healthz").status_code == 200
+
+        server.start()
+        assert eventually(lambda: exporter.client.get("/readyz").status_code == 200, 10)
+        failures = errors(exporter)
+        post_pair(exporter, "after")
+        assert timed(exporter) == 2
+        assert errors(exporter) == failures
+
+
+def test_sqlite_locked_by_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with running_exporter(state_url=f"sqlite:///{path}", store_timeout_seconds=0.2) as exporter:
+        post_pair(exporter, "before")
+        intruder = sqlite3.connect(path, isolation_level=None)
+        intruder.execute("BEGIN EXCLUSIVE")
+        try:
+            response = exporter.post(
+                [{"kind": "registration", "recipient": "a@f.example", "message_id": "locked"}]
+            )
+            assert response.json()["accepted"] == 1
+            assert (
+                exporter.value("cloudmailin_events_total", kind="registration", domain="other") == 2
+            )
+            assert errors(exporter) >= 1
+            assert eventually(lambda: exporter.client.get("/readyz").status_code == 503, 5)
+        finally:
+            intruder.execute("ROLLBACK")
+            intruder.close()
+        assert eventually(lambda: exporter.client.get("/readyz").status_code == 200, 10)
+        post_pair(exporter, "after")
+        assert timed(exporter) == 2
+
+
+def test_redis_unreachable_at_start_up_starts_unready_then_recovers(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as server:
+        server.stop()
+        with running_exporter(state_url=server.url, store_timeout_seconds=0.3) as exporter:
+            assert exporter.client.get("/readyz").status_code == 503
+            assert exporter.value("cloudmailin_state_errors_total", operation="connect") >= 1
+            assert exporter.post([{"kind": "open", "recipient": "a@f.example"}]).status_code == 200
+            server.start()
+            assert eventually(lambda: exporter.client.get("/readyz").status_code == 200, 10)
