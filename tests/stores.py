@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from exporter.stores.base import StateStore
@@ -33,7 +33,9 @@ async def sqlite_store(ttl: float, max_entries: int, tmp: Path) -> AsyncIterator
         await store.stop()
 
 
-def redis_opener(server: RedisServer):  # type: ignore[no-untyped-def]
+def redis_opener(
+    server: RedisServer,
+) -> Callable[[float, int, Path], AbstractAsyncContextManager[StateStore]]:
     @asynccontextmanager
     async def open_redis(ttl: float, max_entries: int, _tmp: Path) -> AsyncIterator[StateStore]:
         server.flush()
