@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from exporter.metrics import METRIC_NAMES
 from exporter.monitoring.config import MonitoringConfig
 from exporter.monitoring.rules import Builder
@@ -30,3 +32,34 @@ def test_every_alert_has_a_runbook_section() -> None:
         severity = rule["labels"]["severity"]
         section = README.split(f"\n#### {rule['alert']}\n", 1)[1]
         assert section.lstrip().startswith(f"*{severity}.*"), rule["alert"]
+
+
+# Maps whose keys are the user's own (labels, resources...) or documented as one row.
+WHOLE = {
+    "labels", "annotations", "resources", "podSecurityContext", "securityContext",
+    "podAnnotations", "podLabels", "nodeSelector", "affinity", "existingSecretKeys", "config",
+}  # fmt: skip
+
+
+def value_paths(values: dict[str, object], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in values.items():
+        path = prefix + key
+        if (isinstance(value, dict) and value and key not in WHOLE) or path == "config":
+            assert isinstance(value, dict)
+            out += value_paths(value, path + ".")
+        else:
+            out.append(path)
+    return out
+
+
+def test_every_chart_value_is_in_the_values_table() -> None:
+    values = yaml.safe_load(
+        (
+            Path(__file__).resolve().parent.parent / "helm/cloudmailin-exporter/values.yaml"
+        ).read_text()
+    )
+    table = [line for line in README.splitlines() if line.startswith("| `")]
+    for path in value_paths(values):
+        parent = path.rsplit(".", 1)[0]
+        assert any(f"`{path}`" in row or f"`{parent}` (" in row for row in table), path
