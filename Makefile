@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Redis and the wrk load generator (for the benchmark's smoke run).
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager redis-server wrk
 
-.PHONY: run test lint unit bench generate system-deps clean
+.PHONY: run test lint unit bench generate previews system-deps clean
 
 run: $(VENV)/.runtime
 	$(BIN)/cloudmailin-exporter
@@ -26,6 +26,10 @@ unit: $(VENV)/.test
 
 generate: $(VENV)/.test
 	$(BIN)/python -m exporter.monitoring.generate
+
+# Pictures of the dashboards filled with live data, for the README.
+previews: system-deps $(VENV)/.test
+	UPDATE_PREVIEWS=1 $(BIN)/pytest -q tests/test_dashboards.py -k preview
 
 bench: system-deps $(VENV)/.test
 	$(BIN)/python -m bench

@@ -138,6 +138,20 @@ class Prometheus:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
+    def query_range(self, expr: str, seconds: float, step: float = 2) -> list[dict[str, Any]]:
+        end = time.time()
+        params: dict[str, str | float] = {
+            "query": expr,
+            "start": end - seconds,
+            "end": end,
+            "step": step,
+        }
+        response = httpx.get(self.url + "/api/v1/query_range", params=params, timeout=10)
+        body = response.json()
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
     def wait_for_data(self, expr: str, timeout: float) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from exporter.monitoring import dashboards
 from exporter.monitoring.config import MonitoringConfig
 from exporter.monitoring.rules import helm_groups_template, render_rules
 
@@ -44,6 +45,7 @@ def outputs() -> dict[Path, str]:
             + "{{- end }}\n"
         ),
     }
+    files.update(dashboards.outputs(Path("grafana/dashboards"), CHART / "files" / "dashboards"))
     return files
 
 
