@@ -1,0 +1,188 @@
+"""The benchmark: `make bench` (python -m bench). See the README's Performance section.
+
+For batches of 1 and 100 events and each state store it measures requests/s,
+events/s and p50/p99 latency at saturation and at half of it, against a
+parse-only Starlette endpoint (the stack's ceiling) measured in the same run,
+interleaved round by round so the ratios hold while the machine's speed
+drifts; then /metrics scrape time and size at full label cardinality, memory
+per pending message and bytes per message on disk. After every load run it
+checks from /metrics that every event of every completed request was counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.report import plot, table
+from bench.run import (
+    CONNECTIONS,
+    LOAD_CORE,
+    ROOT,
+    counted,
+    pinned,
+    require,
+    scrape_time,
+    server,
+    wrk,
+)
+from bench.soak import soak
+
+STORES = ("memory", "sqlite", "redis")
+
+
+@contextmanager
+def redis_url(tmp: Path) -> Iterator[str]:
+    from tests.stack import RedisServer  # noqa: PLC0415 - the tests' real redis-server helper
+
+    redis = RedisServer(tmp)
+    redis.start()
+    try:
+        yield redis.url
+    finally:
+        redis.stop()
+
+
+def state_urls(stack: ExitStack, tmp: Path, stores: tuple[str, ...]) -> dict[str, str]:
+    urls = {"memory": "memory://"}
+    if "sqlite" in stores:
+        urls["sqlite"] = f"sqlite:///{tmp}/bench-state.db"
+    if "redis" in stores:
+        require("redis-server")
+        urls["redis"] = stack.enter_context(redis_url(tmp))
+    return {k: v for k, v in urls.items() if k in stores}
+
+
+def measured(
+    name: str, url: str | None, batch: int, seconds: float, rate: float = 0
+) -> dict[str, Any]:
+    """One load run against a fresh server, with the exporter's count checked."""
+    with server(name, url) as srv:
+        if seconds > 1:
+            wrk(srv.url, batch, 1)  # warm-up: imports, caches, connections
+        before = counted(srv.url) if name != "ceiling" else 0
+        load = wrk(srv.url, batch, seconds, rate)
+        result: dict[str, Any] = {
+            "rps": load.rps, "eps": load.eps, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms,
+            "errors": load.errors,
+        }  # fmt: skip
+        if name != "ceiling":
+            # Requests in flight when wrk stopped were handled but not counted by wrk.
+            got = counted(srv.url) - before
+            low, high = load.requests * batch, (load.requests + CONNECTIONS) * batch
+            result["counted_ok"] = low <= got <= high and load.errors == 0
+            result["counted"] = got
+            result["sent_completed"] = low
+        return result
+
+
+def median(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(float(r[key]) for r in runs))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
+    parser.add_argument("--seconds", type=float, default=10, help="length of each load run")
+    parser.add_argument("--stores", default=",".join(STORES), help="stores to measure")
+    parser.add_argument("--pending", type=int, default=1_000_000, help="messages for footprints")
+    parser.add_argument("--soak", type=float, default=0, help="seconds of soak run (0: none)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds: the harness works")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.seconds, args.pending = 1, 1, 20_000
+        args.stores = "memory"
+        args.soak = args.soak or 4
+    require("wrk")
+    stores = tuple(s for s in args.stores.split(",") if s)
+    report: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cores": os.cpu_count(), "server_core": 0, "load_core": int(LOAD_CORE)},
+        "connections": CONNECTIONS,
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "batches": {},
+    }
+    with tempfile.TemporaryDirectory() as tmpdir, ExitStack() as stack:
+        tmp = Path(tmpdir)
+        urls = state_urls(stack, tmp, stores)
+        for batch in (100, 1):
+            runs: dict[str, list[dict[str, Any]]] = {"ceiling": [], **{s: [] for s in urls}}
+            for _ in range(args.rounds):
+                runs["ceiling"].append(measured("ceiling", None, batch, args.seconds))
+                for store, url in urls.items():
+                    if store == "sqlite":
+                        Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+                    runs[store].append(measured("exporter", url, batch, args.seconds))
+            ceiling_eps = median(runs["ceiling"], "eps")
+            ceiling_rps = median(runs["ceiling"], "rps")
+            entry: dict[str, Any] = {}
+            for name, results in runs.items():
+                entry[name] = {
+                    "rps": median(results, "rps"),
+                    "eps": median(results, "eps"),
+                    "p50_ms": median(results, "p50_ms"),
+                    "p99_ms": median(results, "p99_ms"),
+                    "ratio_eps": median(results, "eps") / ceiling_eps,
+                    "ratio_rps": median(results, "rps") / ceiling_rps,
+                    "counted_ok": all(r.get("counted_ok", True) for r in results),
+                    "runs": results,
+                }
+            # Latency at half of saturation: offer half the measured requests/s.
+            for name in ("ceiling", *urls):
+                half = entry[name]["rps"] / 2
+                kind = "ceiling" if name == "ceiling" else "exporter"
+                res = measured(kind, urls.get(name), batch, args.seconds, half)
+                entry[name]["half"] = {"offered_rps": half, **res}
+            report["batches"][str(batch)] = entry
+        with server("exporter", "memory://") as srv:
+            wrk(srv.url, 100, max(2.0, args.seconds / 2))
+            seconds, size, series = scrape_time(srv.url)
+            report["scrape"] = {"seconds": seconds, "bytes": size, "series": series}
+        report["footprint"] = {
+            "memory_bytes_per_pending": footprint("memory", args.pending),
+            "sqlite_bytes_per_message": footprint("sqlite", min(args.pending, 200_000)),
+            "messages": args.pending,
+        }
+        if args.soak:
+            report["soak"] = soak(args.soak)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (args.out / f"bench-{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.out / f"bench-{stamp}.png")
+    print(table(report))
+    print(f"\nwrote {args.out}/bench-{stamp}.json and .png")
+    ok = (
+        all(
+            e["counted_ok"]
+            for b in report["batches"].values()
+            for n, e in b.items()
+            if n != "ceiling"
+        )
+        and report.get("soak", {}).get("lost", 0) == 0
+    )
+    return 0 if ok else 1
+
+
+def footprint(which: str, messages: int) -> float:
+    out = subprocess.run(
+        pinned(LOAD_CORE, [sys.executable, "-m", "bench.footprint", which, str(messages)]),
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    value: float = json.loads(out)["bytes_per_message"]
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Memory per pending message (memory store) and bytes per message on disk (SQLite).
+
+Run as a child process so its resident memory is the store's and nothing else's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from exporter.events import KIND_INDEX
+from exporter.stores.memory import MemoryStore
+from exporter.stores.sqlite import SQLiteStore
+from exporter.timing import Claim
+
+CHUNK = 10_000
+
+
+def rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def claims(start: int, count: int) -> list[Claim]:
+    reg = KIND_INDEX["registration"]
+    return [
+        Claim(f"{i:08x}-dd97-4e10-9a61-067f98044cc7", f"user{i}@d{i % 100}.example", reg, 1e9)
+        for i in range(start, start + count)
+    ]
+
+
+async def memory_bytes_per_pending(messages: int) -> float:
+    store = MemoryStore(ttl=1e9, max_entries=messages * 2)
+    # Warm the allocator with one chunk's worth of temporary objects first, so
+    # that what follows measures the records, not the interpreter's arenas.
+    await store.apply(b"warm-up", claims(messages, CHUNK), 1e9)
+    store = MemoryStore(ttl=1e9, max_entries=messages * 2)
+    gc.collect()
+    before = rss()
+    for n, i in enumerate(range(0, messages, CHUNK)):
+        await store.apply(n.to_bytes(16, "big"), claims(i, min(CHUNK, messages - i)), 1e9)
+    gc.collect()
+    assert store.pending == messages
+    # The body digests (one per batch here) are part of what the store keeps.
+    return (rss() - before) / messages
+
+
+async def sqlite_bytes_per_message(messages: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "state.db"
+        store = SQLiteStore(path, ttl=1e9, max_entries=messages * 2, timeout=30)
+        await store.start()
+        for n, i in enumerate(range(0, messages, CHUNK)):
+            await store.apply(n.to_bytes(16, "big"), claims(i, min(CHUNK, messages - i)), 1e9)
+        await store.stop()
+        return path.stat().st_size / messages
+
+
+def main() -> None:
+    which, messages = sys.argv[1], int(sys.argv[2])
+    measure = memory_bytes_per_pending if which == "memory" else sqlite_bytes_per_message
+    print(json.dumps({"bytes_per_message": asyncio.run(measure(messages))}))
+
+
+if __name__ == "__main__":
+    main()
