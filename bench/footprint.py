@@ -30,7 +30,7 @@ def rss() -> int:
 def claims(start: int, count: int) -> list[Claim]:
     reg = KIND_INDEX["registration"]
     return [
-        Claim(f"{i:08x}-dd97-4e10-9a61-067f98044cc7", f"user{i}@d{i % 100}.example", reg, 1e9)
+        (f"{i:08x}-dd97-4e10-9a61-067f98044cc7", f"user{i}@d{i % 100}.example", reg, 1e9)
         for i in range(start, start + count)
     ]
 

@@ -71,7 +71,9 @@ class Histogram:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
         self.total = 0.0
-        self.exemplars: list[Exemplar | None] = [None] * (len(bounds) + 1)
+        # (message id, value, time) of the latest observation per bucket; the
+        # Exemplar objects are only built when scraped.
+        self.exemplars: list[tuple[str, float, float | None] | None] = [None] * (len(bounds) + 1)
 
     def observe(self, value: float, message_id: str | None = None, at: float | None = None) -> None:
         # bisect_left: a value equal to a bound belongs to that bound's `le` bucket.
@@ -79,7 +81,7 @@ class Histogram:
         self.counts[i] += 1
         self.total += value
         if message_id is not None and len(message_id) <= MAX_EXEMPLAR_ID:
-            self.exemplars[i] = Exemplar({"message_id": message_id}, value, at)
+            self.exemplars[i] = (message_id, value, at)
 
     def buckets(self) -> list[tuple[str, float] | tuple[str, float, Exemplar]]:
         out: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
@@ -88,7 +90,11 @@ class Histogram:
             [*map(_bound_text, self.bounds), "+Inf"], self.counts, self.exemplars, strict=True
         ):
             running += count
-            out.append((bound, running) if exemplar is None else (bound, running, exemplar))
+            if exemplar is None:
+                out.append((bound, running))
+            else:
+                message_id, value, at = exemplar
+                out.append((bound, running, Exemplar({"message_id": message_id}, value, at)))
         return out
 
 

@@ -1,38 +1,37 @@
 """Registration-to-milestone timing and duplicate recognition.
 
-`decide` is the one place that says what an event means for its message;
-every state store applies it, atomically in its own way, to the message's
-record.
+`decide` is the one statement of what an event means for its message; the
+SQLite and Redis stores apply it, atomically in their own way, to records,
+and the memory store applies the same rules to packed integers (its fast
+path is held to `decide` by a property test).
+
+A verdict is one float, because it is computed for every event of every
+batch: seconds since registration (>= 0) to observe, or one of the codes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from exporter.events import KIND_INDEX, ONCE_PER_MESSAGE, TERMINAL
 
-REGISTRATION_BIT = 1 << KIND_INDEX["registration"]
-ONCE_BITS = sum(1 << KIND_INDEX[k] for k in ONCE_PER_MESSAGE)
-TERMINAL_BITS = sum(1 << KIND_INDEX[k] for k in TERMINAL)
+REGISTRATION_BIT: Final = 1 << KIND_INDEX["registration"]
+ONCE_BITS: Final = sum(1 << KIND_INDEX[k] for k in ONCE_PER_MESSAGE)
+TERMINAL_BITS: Final = sum(1 << KIND_INDEX[k] for k in TERMINAL)
 
+# Counted, nothing to observe (a registration, a repeat of a repeatable kind,
+# an interval made negative by clock skew).
+NOTHING: Final = -1.0
+# A second copy of a once-per-message event: not counted again.
+DUPLICATE: Final = -2.0
+# To be timed, but its message's registration was never seen.
+UNMATCHED: Final = -3.0
 
-@dataclass(slots=True)
-class Claim:
-    """What one event says about its message (message id and recipient)."""
-
-    message_id: str
-    recipient: str
-    kind_index: int
-    at: float
-
-
-@dataclass(slots=True)
-class Verdict:
-    duplicate: bool = False
-    # Seconds from registration to this event, when it is the first event of
-    # its kind for a message whose registration was seen first.
-    since_registration: float | None = None
-    unmatched: bool = False
+# What one event says about its message: (message_id, recipient, kind index,
+# event time). A plain tuple: one is built per event.
+Claim = tuple[str, str, int, float]
+Verdict = float
 
 
 @dataclass(slots=True)
@@ -55,24 +54,24 @@ class Record:
 
 def decide(record: Record, claim: Claim) -> Verdict:
     """Apply one event to its message's record (in place) and say what it means."""
-    bit = 1 << claim.kind_index
+    bit = 1 << claim[2]
     first = not record.seen & bit
     if not first and bit & ONCE_BITS:
-        return Verdict(duplicate=True)
+        return DUPLICATE
     if bit == REGISTRATION_BIT:
         # A registration that arrives after later events of its message
         # (concurrent batches) is counted but starts no clock: the events
         # it should have timed are already gone.
         if record.seen == 0:
-            record.registered_at = claim.at
+            record.registered_at = claim[3]
         record.seen |= bit
-        return Verdict()
+        return NOTHING
     record.seen |= bit
     if not first:
-        return Verdict()
+        return NOTHING
     if record.registered_at is None:
-        return Verdict(unmatched=True)
-    elapsed = claim.at - record.registered_at
+        return UNMATCHED
+    elapsed = claim[3] - record.registered_at
     # A negative interval is clock skew between CloudMailin's stamps;
     # observing it would put garbage in the lowest bucket.
-    return Verdict(since_registration=elapsed if elapsed >= 0 else None)
+    return elapsed if elapsed >= 0 else NOTHING

@@ -93,8 +93,12 @@ def test_any_authorization_header_is_a_clean_401(secured: Running, header: str) 
         )
     except (httpx.LocalProtocolError, UnicodeEncodeError):
         return  # not a header a client can send at all
-    expected = 200 if header.strip() == "Bearer right-token" else 401
-    assert response.status_code == expected
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in header):
+        # Not a valid HTTP field value: the HTTP parser refuses the request.
+        assert response.status_code in (400, 401)
+    else:
+        expected = 200 if header.strip() == "Bearer right-token" else 401
+        assert response.status_code == expected
     check_alive(secured)
 
 

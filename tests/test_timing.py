@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from exporter.events import KIND_INDEX, KNOWN_KINDS, ONCE_PER_MESSAGE
 from exporter.stores.memory import pack, unpack
-from exporter.timing import Claim, Record, decide
+from exporter.timing import DUPLICATE, NOTHING, Claim, Record, decide
 
 
 def claim(kind: str, at: float) -> Claim:
-    return Claim("m", "r@x.example", KIND_INDEX[kind], at)
+    return ("m", "r@x.example", KIND_INDEX[kind], at)
 
 
 def test_every_once_per_message_kind_is_a_duplicate_the_second_time() -> None:
     for kind in ONCE_PER_MESSAGE:
         record = Record(created=0)
-        assert not decide(record, claim(kind, 1)).duplicate
-        assert decide(record, claim(kind, 2)).duplicate
+        assert decide(record, claim(kind, 1)) != DUPLICATE
+        assert decide(record, claim(kind, 2)) == DUPLICATE
 
 
 def test_other_kinds_never_are() -> None:
@@ -23,9 +23,8 @@ def test_other_kinds_never_are() -> None:
         record = Record(created=0, registered_at=0)
         first = decide(record, claim(kind, 5))
         second = decide(record, claim(kind, 6))
-        assert first.since_registration == 5
-        assert not second.duplicate
-        assert second.since_registration is None
+        assert first == 5
+        assert second == NOTHING
 
 
 def test_pending_until_terminal() -> None:
@@ -42,8 +41,7 @@ def test_negative_interval_is_not_observed() -> None:
     record = Record(created=0)
     decide(record, claim("registration", 100))
     verdict = decide(record, claim("delivery", 50))
-    assert verdict.since_registration is None
-    assert not verdict.unmatched
+    assert verdict == NOTHING
 
 
 def test_memory_packing_round_trips() -> None:

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from exporter.stores.base import Outcome, StateStore, StoreError
-from exporter.timing import Claim, Record, decide
+from exporter.timing import DUPLICATE, Claim, Record, decide
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +111,7 @@ class RedisStore(StateStore):
         return self._client
 
     def _key(self, claim: Claim) -> str:
-        digest = hashlib.blake2b(
-            f"{claim.message_id}\x00{claim.recipient}".encode(), digest_size=16
-        ).hexdigest()
+        digest = hashlib.blake2b(f"{claim[0]}\x00{claim[1]}".encode(), digest_size=16).hexdigest()
         return digest
 
     async def apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
@@ -153,7 +151,7 @@ class RedisStore(StateStore):
                         was = record.pending
                         verdict = decide(record, claim)
                         verdicts.append(verdict)
-                        if not verdict.duplicate:
+                        if verdict != DUPLICATE:
                             changed[member] = record
                             if record.pending and not was:
                                 entering.add(member)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from exporter.stores.base import Outcome, StateStore, StoreError
-from exporter.timing import TERMINAL_BITS, Claim, Record, decide
+from exporter.timing import DUPLICATE, TERMINAL_BITS, Claim, Record, decide
 
 T = TypeVar("T")
 # SQLite's limit on bound parameters is 32766; 500 keys a query keeps each
@@ -34,9 +34,7 @@ PENDING_SQL = f"registered_at IS NOT NULL AND (seen & {TERMINAL_BITS}) = 0"
 
 
 def message_key(claim: Claim) -> bytes:
-    return hashlib.blake2b(
-        f"{claim.message_id}\x00{claim.recipient}".encode(), digest_size=16
-    ).digest()
+    return hashlib.blake2b(f"{claim[0]}\x00{claim[1]}".encode(), digest_size=16).digest()
 
 
 def path_from_url(url: str) -> Path:
@@ -130,7 +128,7 @@ class SQLiteStore(StateStore):
                 was_pending = record.pending
                 verdict = decide(record, claim)
                 verdicts.append(verdict)
-                if not verdict.duplicate:
+                if verdict != DUPLICATE:
                     changed[key] = record
                     pending += record.pending - was_pending
             db.executemany(
