@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -15,12 +14,12 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from exporter import __version__
-from exporter.auth import WebhookAuth
 from exporter.domains import DomainGuard
 from exporter.events import KindCatalogue
 from exporter.ingest import MAINTENANCE_INTERVAL, Ingest
@@ -28,16 +27,9 @@ from exporter.landing import landing_page
 from exporter.metrics import Clock, ExporterMetrics, wall_clock
 from exporter.settings import Settings
 from exporter.stores.base import StateStore
+from exporter.webhook import Webhook, WebhookRoute
 
 log = logging.getLogger(__name__)
-
-# /events answers every method itself, so that a wrong one gets the JSON 405
-# and is counted like any other webhook answer.
-ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-class BodyTooLargeError(Exception):
-    pass
 
 
 def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -47,70 +39,6 @@ def error(status: int, message: str, headers: Mapping[str, str] | None = None) -
         media_type="application/json",
         headers=headers,
     )
-
-
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The request body, refusing it as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLargeError
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def is_json(content_type: str | None) -> bool:
-    if not content_type:
-        return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    )
-
-
-class Webhook:
-    """POST /events."""
-
-    def __init__(self, settings: Settings, ingest: Ingest, metrics: ExporterMetrics) -> None:
-        self.auth = WebhookAuth(settings)
-        self.limit = settings.max_body_bytes
-        self.ingest = ingest
-        self.metrics = metrics
-        self.unauthorised = {"WWW-Authenticate": ", ".join(self.auth.challenges())}
-
-    async def __call__(self, request: Request) -> Response:
-        started = time.perf_counter()
-        response = await self._handle(request)
-        code = str(response.status_code)
-        requests = self.metrics.requests
-        requests[code] = requests.get(code, 0) + 1
-        self.metrics.request_duration.observe(time.perf_counter() - started)
-        return response
-
-    async def _handle(self, request: Request) -> Response:
-        if request.method != "POST":
-            return error(405, "use POST", {"Allow": "POST"})
-        if not self.auth.allows(request.headers.get("authorization")):
-            return error(401, "missing or wrong credentials", self.unauthorised)
-        if not is_json(request.headers.get("content-type")):
-            return error(415, "Content-Type must be application/json")
-        try:
-            body = await read_limited(request, self.limit)
-        except BodyTooLargeError:
-            return error(413, f"body larger than {self.limit} bytes")
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return error(400, "body is not valid JSON")
-        if type(payload) is not dict or type(payload.get("events")) is not list:
-            return error(400, 'body must be a JSON object with an "events" list')
-        summary = await self.ingest.batch(body, payload["events"])
-        return Response(orjson.dumps(summary.as_dict()), media_type="application/json")
 
 
 def create_app(
@@ -167,14 +95,16 @@ def create_app(
             await store.stop()
 
     routes = [
-        Route("/events", webhook.__call__, methods=ANY_METHOD),
         Route("/metrics", scrape, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/", landing, methods=["GET"]),
     ]
     app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
+        middleware=[Middleware(WebhookRoute, webhook=webhook)],
     )
     app.state.metrics = metrics
     app.state.store = store

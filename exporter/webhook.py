@@ -1,0 +1,135 @@
+"""POST /events as a plain ASGI handler.
+
+It is the exporter's one busy route, so it reads the ASGI messages itself
+instead of building Starlette Request and Response objects: headers are
+scanned once, the body is refused as soon as it passes the limit, and the
+answer is two ASGI messages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final
+
+import orjson
+
+from exporter.auth import WebhookAuth
+from exporter.ingest import Ingest
+from exporter.metrics import ExporterMetrics
+from exporter.settings import Settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PATH: Final = "/events"
+JSON: Final = (b"content-type", b"application/json")
+
+
+def is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
+
+
+class Reply(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Ends handling with an error answer."""
+
+    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.body = orjson.dumps({"error": message})
+        self.headers = headers or []
+
+
+class Webhook:
+    def __init__(self, settings: Settings, ingest: Ingest, metrics: ExporterMetrics) -> None:
+        self.auth = WebhookAuth(settings)
+        self.limit = settings.max_body_bytes
+        self.ingest = ingest
+        self.metrics = metrics
+        challenge = ", ".join(self.auth.challenges()).encode()
+        self._unauthorised = [(b"www-authenticate", challenge)] if challenge else []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        try:
+            status, body, headers = 200, await self._handle(scope, receive), []
+        except Reply as reply:
+            status, body, headers = reply.status, reply.body, reply.headers
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [JSON, (b"content-length", b"%d" % len(body)), *headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        code = str(status)
+        requests = self.metrics.requests
+        requests[code] = requests.get(code, 0) + 1
+        self.metrics.request_duration.observe(time.perf_counter() - started)
+
+    async def _handle(self, scope: Scope, receive: Receive) -> bytes:
+        if scope["method"] != "POST":
+            raise Reply(405, "use POST", [(b"allow", b"POST")])
+        authorization = content_type = length = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = value
+            elif name == b"authorization":
+                authorization = value
+        if self.auth.enabled and not self.auth.allows(
+            None if authorization is None else authorization.decode("latin-1")
+        ):
+            raise Reply(401, "missing or wrong credentials", self._unauthorised)
+        if content_type is None or not is_json(content_type):
+            raise Reply(415, "Content-Type must be application/json")
+        body = await self._read(receive, length)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise Reply(400, "body is not valid JSON") from None
+        if type(payload) is not dict or type(payload.get("events")) is not list:
+            raise Reply(400, 'body must be a JSON object with an "events" list')
+        summary = await self.ingest.batch(body, payload["events"])
+        return orjson.dumps(summary.as_dict())
+
+    async def _read(self, receive: Receive, length: bytes | None) -> bytes:
+        """The body, refused as soon as it is known to pass the limit."""
+        limit = self.limit
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise Reply(413, f"body larger than {limit} bytes")
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Reply(400, "client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise Reply(413, f"body larger than {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class WebhookRoute:
+    """ASGI middleware: /events goes straight to the webhook, the rest to Starlette."""
+
+    def __init__(self, app: ASGIApp, webhook: Webhook) -> None:
+        self.app = app
+        self.webhook = webhook
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == PATH:
+            await self.webhook(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
