@@ -53,14 +53,21 @@ def create_app(
         settings.max_domains, settings.domain_allowlist, settings.domain_min_events
     )
     metrics = ExporterMetrics(registry, __version__, kinds, domains, store)
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
+    # The process and platform collectors serve both the app's registry and a
+    # registry of their own, which /metrics renders after the exporter's
+    # families (rendered directly, for speed).
+    runtime = CollectorRegistry()
+    for collector in (ProcessCollector(registry=None), PlatformCollector(registry=None)):
+        registry.register(collector)
+        runtime.register(collector)
     ingest = Ingest(metrics, kinds, domains, store, clock)
     webhook = Webhook(settings, ingest, metrics)
 
     async def scrape(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encoder(registry), headers={"Content-Type": content_type})
+        openmetrics = content_type.startswith("application/openmetrics-text")
+        body = metrics.render(openmetrics) + encoder(runtime)
+        return Response(body, headers={"Content-Type": content_type})
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
