@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -113,3 +114,27 @@ def test_sqlite_file_that_is_a_directory_fails_at_start_up(tmp_path: Path) -> No
     assert result.returncode == 2
     assert result.stderr.startswith("cloudmailin-exporter: state store: cannot open")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_state_file_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    result = run_cli(env={"CLOUDMAILIN_EXPORTER_STATE_URL": f"sqlite:///{path}"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"cloudmailin-exporter: state store: cannot open {path}: "
+        "schema version 99; this exporter reads version 1"
+    )
+
+
+def test_superseded_rows_are_folded_on_restart(tmp_path: Path) -> None:
+    """The file is a log: a message's later state wins over its registration row."""
+    env = {"CLOUDMAILIN_EXPORTER_STATE_URL": f"sqlite:///{tmp_path}/state.db"}
+    with exporter_process(tmp_path, env) as first:
+        httpx.post(first.url + "/events", json={"events": [event("registration", "f1")]})
+        httpx.post(first.url + "/events", json={"events": [event("delivery", "f1")]})
+    with exporter_process(tmp_path, env) as second:
+        assert total(scrape(second.url), "cloudmailin_pending_messages") == 0
+        again = httpx.post(second.url + "/events", json={"events": [event("delivery", "f1")]})
+        assert again.json() == {"accepted": 0, "rejected": 0, "duplicates": 1}

@@ -46,6 +46,15 @@ def unpack(value: int) -> Record:
     )
 
 
+def fields(value: int) -> tuple[int, int, int]:
+    """A packed record's creation second, registration milliseconds + 1 and kinds seen."""
+    return value >> _CREATED_SHIFT, value >> _MASK_BITS & _REG_FIELD, value & _SEEN_FIELD
+
+
+def packed(created: int, registered: int, seen: int) -> int:
+    return created << _CREATED_SHIFT | registered << _MASK_BITS | seen
+
+
 def _is_pending(value: int) -> bool:
     return bool(value >> _MASK_BITS & _REG_FIELD) and not value & TERMINAL_BITS
 
@@ -56,24 +65,34 @@ class MemoryStore(StateStore):
         # Insertion order is creation order, so the oldest entries are first.
         self._records: dict[int, int] = {}
         self._bodies: dict[bytes, float] = {}
+        # When a durable store keeps this one as its cache, it collects the
+        # creation seconds of records dropped here, to drop them on disk too.
+        self.dropped: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self._records)
 
     async def apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
-        bodies = self._bodies
-        if body_key in bodies:
+        if self.seen_body(body_key, now):
             return Outcome(body_seen=True)
-        bodies[body_key] = now
-        verdicts = self._apply(claims, now)
-        if len(self._records) > self.max_entries or len(bodies) > self.max_entries:
-            self._evict_capacity()
+        verdicts = self._apply(claims, now, None, None)
+        if len(self._records) > self.max_entries or len(self._bodies) > self.max_entries:
+            self.evict_capacity()
         return Outcome(body_seen=False, verdicts=verdicts)
 
-    def _apply(self, claims: Sequence[Claim], now: float) -> list[Verdict]:
+    def _apply(
+        self,
+        claims: Sequence[Claim],
+        now: float,
+        keys: Sequence[int] | None,
+        touched: dict[int, int] | None,
+    ) -> list[Verdict]:
         """`decide` on packed records, inlined: this runs for every event.
 
-        tests/test_memory_store.py holds it to `decide` on random event streams.
+        tests/test_fast_paths.py holds it to `decide` on random event streams.
+        `keys` replaces the process-local key of each claim (a durable store
+        needs keys that survive a restart); `touched` collects the records
+        written, for a durable store to persist.
         """
         records = self._records
         get = records.get
@@ -81,8 +100,8 @@ class MemoryStore(StateStore):
         verdicts: list[Verdict] = []
         append = verdicts.append
         pending = self.pending
-        for message_id, recipient, index, at in claims:
-            key = hash((message_id, recipient))
+        for position, (message_id, recipient, index, at) in enumerate(claims):
+            key = hash((message_id, recipient)) if keys is None else keys[position]
             value = get(key)
             bit = 1 << index
             if value is None:
@@ -110,9 +129,27 @@ class MemoryStore(StateStore):
                 append(elapsed if elapsed >= 0 else NOTHING)
                 if bit & TERMINAL_BITS and not seen & TERMINAL_BITS:
                     pending -= 1
-            records[key] = base | registered << _MASK_BITS | seen | bit
+            value = base | registered << _MASK_BITS | seen | bit
+            records[key] = value
+            if touched is not None:
+                touched[key] = value
         self.pending = pending
         return verdicts
+
+    def seen_body(self, body_key: bytes, now: float) -> bool:
+        """Whether the body was applied in the window; remembers it if not."""
+        if body_key in self._bodies:
+            return True
+        self._bodies[body_key] = now
+        return False
+
+    def load(
+        self, records: Sequence[tuple[int, int]], bodies: Sequence[tuple[bytes, float]]
+    ) -> None:
+        """Fill an empty store, oldest first, from what a durable store kept."""
+        self._records.update(records)
+        self._bodies.update(bodies)
+        self.pending = sum(1 for _, value in records if _is_pending(value))
 
     async def maintain(self, now: float) -> None:
         cutoff = now - self.ttl
@@ -130,7 +167,7 @@ class MemoryStore(StateStore):
         for body in old_bodies:
             del self._bodies[body]
 
-    def _evict_capacity(self) -> None:
+    def evict_capacity(self) -> None:
         target = int(self.max_entries * (1 - _EVICTION_SLACK))
         excess = len(self._records) - target
         if excess > 0:
@@ -147,7 +184,11 @@ class MemoryStore(StateStore):
 
     def _drop(self, keys: list[int], reason: str) -> None:
         records = self._records
+        dropped = self.dropped
         for key in keys:
-            if _is_pending(records.pop(key)):
+            value = records.pop(key)
+            if dropped is not None:
+                dropped.append(value >> _CREATED_SHIFT)
+            if _is_pending(value):
                 self.pending -= 1
                 self.evicted[reason] += 1
