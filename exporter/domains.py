@@ -62,7 +62,8 @@ class DomainGuard:
         self.overflow_events = 0
         # raw domain text -> decided label (admitted, allow-listed, overflow
         # or invalid); undecided domains are absent so they keep counting.
-        self._decided: dict[str, str] = {}
+        # The ingest loop reads it directly for the common case.
+        self.decided: dict[str, str] = {}
         self._candidates: dict[str, int] = {}
 
     @property
@@ -70,17 +71,17 @@ class DomainGuard:
         return self.allowlist | self.admitted
 
     def label(self, recipient: str) -> str:
-        raw = recipient.rpartition("@")[2]
-        decided = self._decided.get(raw)
+        _, at_sign, raw = recipient.rpartition("@")
+        if not at_sign:
+            return INVALID
+        decided = self.decided.get(raw)
         if decided is not None:
             if decided is OTHER:
                 self.overflow_events += 1
             return decided
-        return self._decide(raw, "@" in recipient)
+        return self._decide(raw)
 
-    def _decide(self, raw: str, has_at: bool) -> str:
-        if not has_at:
-            return self._remember(raw, INVALID)
+    def _decide(self, raw: str) -> str:
         try:
             domain = normalise(raw)
         except ValueError:
@@ -101,8 +102,8 @@ class DomainGuard:
         return OTHER
 
     def _remember(self, raw: str, label: str) -> str:
-        if len(self._decided) >= CACHE_CAP:
-            self._decided.clear()
+        if len(self.decided) >= CACHE_CAP:
+            self.decided.clear()
         # Interned so the hot path can test `is OTHER`.
-        self._decided[raw] = OTHER if label == OTHER else label
+        self.decided[raw] = OTHER if label == OTHER else label
         return label

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final
 
-from exporter.domains import DomainGuard
+from exporter.domains import OTHER, DomainGuard
 from exporter.events import (
     KIND_INDEX,
     MAX_MESSAGE_ID_LENGTH,
@@ -141,7 +141,22 @@ class Ingest:
         if outcome is not None:
             for position, verdict in zip(claimed, outcome.verdicts, strict=True):
                 verdicts[position] = verdict
+        self._count(valid, verdicts, summary)
+        if summary.accepted:
+            metrics.last_event = now
+        return summary
+
+    def _count(
+        self,
+        valid: list[tuple[str, str, str | None, float]],
+        verdicts: list[float],
+        summary: Summary,
+    ) -> None:
+        """Count what is not a duplicate, by kind and domain, and observe the timings."""
+        metrics = self.metrics
+        duplicates = metrics.duplicates
         label = self.domains.label
+        decided = self.domains.decided
         events = metrics.events
         count_new = metrics.count_event
         unmatched = metrics.unmatched
@@ -153,7 +168,12 @@ class Ingest:
                 duplicates[kind] += 1
                 summary.duplicates += 1
                 continue
-            domain = label(recipient)
+            # Known domains straight from the guard's table; the rest (and
+            # `other`, whose overflow is counted there) through the guard.
+            _, at_sign, raw_domain = recipient.rpartition("@")
+            domain = decided.get(raw_domain) if at_sign else None
+            if domain is None or domain is OTHER:
+                domain = label(recipient)
             key = (kind, domain)
             count = events.get(key)
             if count is None:
@@ -172,6 +192,3 @@ class Ingest:
             elif verdict == UNMATCHED:
                 unmatched[kind] += 1
         summary.accepted = accepted
-        if accepted:
-            metrics.last_event = now
-        return summary

@@ -86,3 +86,10 @@ def test_label_values_stay_bounded_under_a_flood() -> None:
     labels = {guard.label(f"x@d{i}.example") for i in range(10_000)}
     assert len(labels) == 6  # five admitted plus other
     assert guard.overflow_events == 10_000 - 5
+
+
+def test_an_address_without_at_does_not_shadow_a_domain() -> None:
+    guard = DomainGuard(10, (), 1)
+    assert guard.label("example.com") == "invalid"
+    assert guard.label("user@example.com") == "example.com"
+    assert guard.label("example.com") == "invalid"

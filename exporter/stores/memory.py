@@ -100,8 +100,9 @@ class MemoryStore(StateStore):
         verdicts: list[Verdict] = []
         append = verdicts.append
         pending = self.pending
-        for position, (message_id, recipient, index, at) in enumerate(claims):
-            key = hash((message_id, recipient)) if keys is None else keys[position]
+        if keys is None:
+            keys = [hash((message_id, recipient)) for message_id, recipient, _, _ in claims]
+        for key, (_, _, index, at) in zip(keys, claims, strict=True):
             value = get(key)
             bit = 1 << index
             if value is None:
