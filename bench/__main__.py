@@ -99,12 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak", type=float, default=0, help="seconds of soak run (0: none)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--smoke", action="store_true", help="a few seconds: the harness works")
+    parser.add_argument("--soak-only", action="store_true", help="only the soak run")
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.seconds, args.pending = 1, 1, 20_000
         args.stores = "memory"
         args.soak = args.soak or 4
     require("wrk")
+    if args.soak_only:
+        result = soak(args.soak or 600)
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+        return 0 if result["lost"] == 0 else 1
     stores = tuple(s for s in args.stores.split(",") if s)
     report: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -15,17 +15,19 @@ from bench.run import counted, server
 from exporter.simulate import Simulator, Traffic
 
 # Small bounds so that both kinds of eviction happen within a short soak:
-# 60 s is the shortest TTL the settings allow; 20k entries fill in about a
-# minute at the rate below.
-SOAK_SETTINGS = {"pending_ttl_seconds": "60", "pending_max_entries": "20000"}
+# 60 s is the shortest TTL the settings allow, and deliveries take about as
+# long (so many registrations expire while pending); 10k entries fill in
+# about half a minute at the rate below.
+SOAK_SETTINGS = {"pending_ttl_seconds": "60", "pending_max_entries": "10000"}
 RATE = 300.0
+DELIVERY_DELAY = 45.0
 SAMPLE_EVERY = 2.0
 
 
 def soak(seconds: float) -> dict[str, Any]:
     with server("exporter", "memory://", **SOAK_SETTINGS) as srv:
         traffic = Traffic(
-            url=srv.url + "/events", rate=RATE, duration=seconds, delivery_delay=1.0,
+            url=srv.url + "/events", rate=RATE, duration=seconds, delivery_delay=DELIVERY_DELAY,
             batch_size=100, tick=0.1,
         )  # fmt: skip
         simulator = Simulator(traffic)
