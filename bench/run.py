@@ -31,7 +31,7 @@ CONNECTIONS = 16
 def require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        raise SystemExit(f"bench: {tool} is not installed (make system-deps installs it)")
+        raise SystemExit(f"bench: {tool} is not installed (scripts/test.sh installs it)")
     return path
 
 
