@@ -19,7 +19,7 @@ TARGETS = {
 def table(report: dict[str, Any]) -> str:
     lines = [
         f"{'batch':>5} {'server':<8} {'req/s':>9} {'events/s':>10} {'x ceiling':>9} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'p99@half':>8} {'counted':>7}"
+        f"{'p50 ms':>7} {'p99 ms':>7} {'p99@half':>8} {'counted':>7} {'errors':>6}"
     ]
     for batch, entry in report["batches"].items():
         key = "ratio_eps" if batch == "100" else "ratio_rps"
@@ -27,7 +27,8 @@ def table(report: dict[str, Any]) -> str:
             lines.append(
                 f"{batch:>5} {name:<8} {e['rps']:>9.0f} {e['eps']:>10.0f} {e[key]:>9.2f} "
                 f"{e['p50_ms']:>7.2f} {e['p99_ms']:>7.2f} {e['half']['p99_ms']:>8.2f} "
-                f"{'ok' if e['counted_ok'] else 'LOST':>7}"
+                f"{'ok' if e['counted_ok'] else 'LOST':>7} "
+                f"{sum(r['errors'] for r in e['runs']):>6}"
             )
     scrape = report["scrape"]
     lines.append(
