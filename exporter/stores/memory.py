@@ -18,7 +18,7 @@ from exporter.timing import (
     Verdict,
 )
 
-# A record is packed into one int so that a pending message costs about 120
+# A record is packed into one int so that a pending message costs about 140
 # bytes (the dict slot, an int key and this int) instead of an object with
 # two floats: bits 0-31 the kinds seen, 32-79 the registration time in
 # milliseconds plus one (0: not seen), 80 and up the creation second.
