@@ -114,7 +114,6 @@ def create_app(
         middleware=[Middleware(WebhookRoute, webhook=webhook)],
     )
     app.state.metrics = metrics
-    app.state.store = store
     return app
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from exporter.events import KIND_INDEX, KNOWN_KINDS, ONCE_PER_MESSAGE
-from exporter.stores.memory import pack, unpack
+from exporter.stores.memory import fields, packed
 from exporter.timing import DUPLICATE, NOTHING, Claim, Record, decide
 
 
@@ -45,9 +45,9 @@ def test_negative_interval_is_not_observed() -> None:
 
 
 def test_memory_packing_round_trips() -> None:
-    for record in (
-        Record(created=1_800_000_000, registered_at=1_800_000_000.123, seen=(1 << 19) | 5),
-        Record(created=0, registered_at=None, seen=0),
-        Record(created=4_000_000_000, registered_at=0.0, seen=(1 << 32) - 1),
+    for created, registered, seen in (
+        (1_800_000_000, 1_800_000_000_123 + 1, (1 << 19) | 5),
+        (0, 0, 0),
+        (4_000_000_000, 1, (1 << 32) - 1),
     ):
-        assert unpack(pack(record)) == record
+        assert fields(packed(created, registered, seen)) == (created, registered, seen)

@@ -14,7 +14,6 @@ from exporter.timing import (
     TERMINAL_BITS,
     UNMATCHED,
     Claim,
-    Record,
     Verdict,
 )
 
@@ -30,20 +29,6 @@ _CREATED_SHIFT: Final = _MASK_BITS + _REG_BITS
 # Capacity evictions remove 1% more than needed so that a full store does not
 # walk to its oldest entry again on every new message.
 _EVICTION_SLACK: Final = 0.01
-
-
-def pack(record: Record) -> int:
-    registered = 0 if record.registered_at is None else int(record.registered_at * 1000) + 1
-    return record.seen | registered << _MASK_BITS | int(record.created) << _CREATED_SHIFT
-
-
-def unpack(value: int) -> Record:
-    registered = value >> _MASK_BITS & _REG_FIELD
-    return Record(
-        created=float(value >> _CREATED_SHIFT),
-        registered_at=None if registered == 0 else (registered - 1) / 1000,
-        seen=value & _SEEN_FIELD,
-    )
 
 
 def fields(value: int) -> tuple[int, int, int]:
@@ -73,11 +58,29 @@ class MemoryStore(StateStore):
         return len(self._records)
 
     async def apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
-        if self.seen_body(body_key, now):
+        return self.apply_now(body_key, claims, now)
+
+    def apply_now(
+        self,
+        body_key: bytes,
+        claims: Sequence[Claim],
+        now: float,
+        keys: Sequence[int] | None = None,
+        touched: dict[int, int] | None = None,
+    ) -> Outcome:
+        """`apply`, synchronously, for this store and for a durable store that keeps it.
+
+        `keys` replaces the process-local key of each claim (a durable store
+        needs keys that survive a restart); `touched` collects the records
+        written, for a durable store to persist.
+        """
+        bodies = self._bodies
+        if body_key in bodies:
             return Outcome(body_seen=True)
-        verdicts = self._apply(claims, now, None, None)
-        if len(self._records) > self.max_entries or len(self._bodies) > self.max_entries:
-            self.evict_capacity()
+        bodies[body_key] = now
+        verdicts = self._apply(claims, now, keys, touched)
+        if len(self._records) > self.max_entries or len(bodies) > self.max_entries:
+            self._evict_capacity()
         return Outcome(body_seen=False, verdicts=verdicts)
 
     def _apply(
@@ -90,9 +93,6 @@ class MemoryStore(StateStore):
         """`decide` on packed records, inlined: this runs for every event.
 
         tests/test_fast_paths.py holds it to `decide` on random event streams.
-        `keys` replaces the process-local key of each claim (a durable store
-        needs keys that survive a restart); `touched` collects the records
-        written, for a durable store to persist.
         """
         records = self._records
         get = records.get
@@ -137,13 +137,6 @@ class MemoryStore(StateStore):
         self.pending = pending
         return verdicts
 
-    def seen_body(self, body_key: bytes, now: float) -> bool:
-        """Whether the body was applied in the window; remembers it if not."""
-        if body_key in self._bodies:
-            return True
-        self._bodies[body_key] = now
-        return False
-
     def load(
         self, records: Sequence[tuple[int, int]], bodies: Sequence[tuple[bytes, float]]
     ) -> None:
@@ -168,7 +161,7 @@ class MemoryStore(StateStore):
         for body in old_bodies:
             del self._bodies[body]
 
-    def evict_capacity(self) -> None:
+    def _evict_capacity(self) -> None:
         target = int(self.max_entries * (1 - _EVICTION_SLACK))
         excess = len(self._records) - target
         if excess > 0:

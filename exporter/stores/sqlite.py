@@ -196,16 +196,13 @@ class SQLiteStore(StateStore):
     # --- store operations --------------------------------------------------
 
     async def apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
-        memory = self._memory
-        if memory.seen_body(body_key, now):
-            return Outcome(body_seen=True)
-        keys = [message_key(c) for c in claims]
         touched: dict[int, int] = {}
-        verdicts = memory._apply(claims, now, keys, touched)
-        if len(memory) > self.max_entries:
-            memory.evict_capacity()
+        keys = [message_key(c) for c in claims]
+        outcome = self._memory.apply_now(body_key, claims, now, keys, touched)
+        if outcome.body_seen:
+            return outcome
         evicted_until = self._take_dropped()
-        self.pending = memory.pending
+        self.pending = self._memory.pending
         rows = [(key, *fields(value)) for key, value in touched.items()]
 
         def write(db: sqlite3.Connection) -> None:
@@ -220,7 +217,7 @@ class SQLiteStore(StateStore):
             await self._write(write)
         except sqlite3.Error as exc:
             raise StoreError("write", str(exc)) from exc
-        return Outcome(body_seen=False, verdicts=verdicts)
+        return outcome
 
     async def maintain(self, now: float) -> None:
         await self._memory.maintain(now)
@@ -244,13 +241,6 @@ class SQLiteStore(StateStore):
         """
         dropped, self._memory.dropped = self._memory.dropped or [], []
         return max(dropped) if dropped else None
-
-    def size_on_disk(self) -> int:
-        return sum(
-            p.stat().st_size
-            for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
-            if p.exists()
-        )
 
 
 def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
