@@ -11,6 +11,7 @@ batch: seconds since registration (>= 0) to observe, or one of the codes.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -32,6 +33,12 @@ UNMATCHED: Final = -3.0
 # event time). A plain tuple: one is built per event.
 Claim = tuple[str, str, int, float]
 Verdict = float
+
+
+def message_digest(claim: Claim) -> bytes:
+    """64 bits of BLAKE2b of a claim's message id and recipient: the key the
+    durable stores keep its record under, so that neither is stored in clear."""
+    return hashlib.blake2b(f"{claim[0]}\x00{claim[1]}".encode(), digest_size=8).digest()
 
 
 @dataclass(slots=True)

@@ -10,7 +10,6 @@ every replica is gone.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Any, Final
@@ -21,7 +20,7 @@ from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from exporter.stores.base import Outcome, StateStore, StoreError
-from exporter.timing import DUPLICATE, Claim, Record, decide
+from exporter.timing import DUPLICATE, Claim, Record, decide, message_digest
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +109,6 @@ class RedisStore(StateStore):
             raise StoreError("connect", "store is not open")
         return self._client
 
-    def _key(self, claim: Claim) -> str:
-        digest = hashlib.blake2b(f"{claim[0]}\x00{claim[1]}".encode(), digest_size=16).hexdigest()
-        return digest
-
     async def apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
         try:
             return await self._apply(body_key, claims, now)
@@ -125,7 +120,7 @@ class RedisStore(StateStore):
     async def _apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
         client = self._redis()
         body = f"{self.prefix}b:{body_key.hex()}"
-        members = [self._key(c) for c in claims]
+        members = [message_digest(c).hex() for c in claims]
         unique = list(dict.fromkeys(members))
         names = [f"{self.prefix}m:{m}" for m in unique]
         cutoff = now - self.ttl

@@ -17,7 +17,6 @@ while a transaction is being written go together into the next one.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import queue
 import sqlite3
@@ -29,7 +28,7 @@ from typing import Final
 
 from exporter.stores.base import Outcome, StateStore, StoreError
 from exporter.stores.memory import MemoryStore, fields, packed
-from exporter.timing import Claim
+from exporter.timing import Claim, message_digest
 
 # Most webhooks applied in one transaction: enough to absorb every request a
 # busy CloudMailin has in flight, few enough that none waits long.
@@ -58,9 +57,8 @@ CREATE INDEX IF NOT EXISTS bodies_seen_at ON bodies (seen_at);
 
 
 def message_key(claim: Claim) -> int:
-    """64 bits of BLAKE2b of message id and recipient: neither is stored in clear."""
-    digest = hashlib.blake2b(f"{claim[0]}\x00{claim[1]}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    """The claim's digest as a signed 64-bit SQLite integer."""
+    return int.from_bytes(message_digest(claim), "big", signed=True)
 
 
 def path_from_url(url: str) -> Path:
