@@ -62,8 +62,7 @@ class DomainGuard:
         self.overflow_events = 0
         # raw domain text -> decided label (admitted, allow-listed, overflow
         # or invalid); undecided domains are absent so they keep counting.
-        # The ingest loop reads it directly for the common case.
-        self.decided: dict[str, str] = {}
+        self._decided: dict[str, str] = {}
         self._candidates: dict[str, int] = {}
 
     @property
@@ -74,7 +73,7 @@ class DomainGuard:
         _, at_sign, raw = recipient.rpartition("@")
         if not at_sign:
             return INVALID
-        decided = self.decided.get(raw)
+        decided = self._decided.get(raw)
         if decided is not None:
             if decided is OTHER:
                 self.overflow_events += 1
@@ -102,8 +101,8 @@ class DomainGuard:
         return OTHER
 
     def _remember(self, raw: str, label: str) -> str:
-        if len(self.decided) >= CACHE_CAP:
-            self.decided.clear()
+        if len(self._decided) >= CACHE_CAP:
+            self._decided.clear()
         # Interned so the hot path can test `is OTHER`.
-        self.decided[raw] = OTHER if label == OTHER else label
+        self._decided[raw] = OTHER if label == OTHER else label
         return label

@@ -1,8 +1,7 @@
 """One webhook batch: validate each event, recognise duplicates, time, count.
 
 This loop runs for every event CloudMailin sends, so it is written for
-speed: plain tuples, local names, one dict lookup where a function call
-would do. `events.parse_event` states the same validation rules readably,
+speed: plain tuples and local names. `events.parse_event` states the same validation rules readably,
 and tests hold the two to each other.
 """
 
@@ -12,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final
 
-from exporter.domains import OTHER, DomainGuard
+from exporter.domains import DomainGuard
 from exporter.events import (
     KIND_INDEX,
     MAX_MESSAGE_ID_LENGTH,
@@ -68,7 +67,6 @@ class Ingest:
         """Valid events as (kind, recipient, message_id, time), their claims, and
         for each claim the position of its event."""
         rejected = self.metrics.rejected
-        resolved = self.kinds.resolved
         resolve = self.kinds.resolve
         index_of = KIND_INDEX.get
         valid: list[tuple[str, str, str | None, float]] = []
@@ -78,10 +76,7 @@ class Ingest:
             if type(raw) is not dict:
                 reason = "not_an_object"
             else:
-                kind_raw = raw.get("kind")
-                kind = resolved.get(kind_raw) if type(kind_raw) is str else None
-                if kind is None:
-                    kind = resolve(kind_raw)
+                kind = resolve(raw.get("kind"))
                 recipient = raw.get("recipient")
                 message_id = raw.get("message_id")
                 if kind is None:
@@ -156,7 +151,6 @@ class Ingest:
         metrics = self.metrics
         duplicates = metrics.duplicates
         label = self.domains.label
-        decided = self.domains.decided
         events = metrics.events
         count_new = metrics.count_event
         unmatched = metrics.unmatched
@@ -168,12 +162,7 @@ class Ingest:
                 duplicates[kind] += 1
                 summary.duplicates += 1
                 continue
-            # Known domains straight from the guard's table; the rest (and
-            # `other`, whose overflow is counted there) through the guard.
-            _, at_sign, raw_domain = recipient.rpartition("@")
-            domain = decided.get(raw_domain) if at_sign else None
-            if domain is None or domain is OTHER:
-                domain = label(recipient)
+            domain = label(recipient)
             key = (kind, domain)
             count = events.get(key)
             if count is None:
