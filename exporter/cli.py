@@ -55,16 +55,19 @@ def add_model_flags(
         )
 
 
+def first_error(exc: ValidationError) -> tuple[str, str]:
+    """The field (empty for the model as a whole) and message of the first error."""
+    first = exc.errors()[0]
+    return (str(first["loc"][0]) if first["loc"] else ""), first["msg"]
+
+
 def build_model(model: type[M], options: dict[str, Any]) -> M:
     """`model` from command-line options; SystemExit with one line naming a bad one."""
     try:
         return model(**options)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else ""
-        raise SystemExit(
-            f"cloudmailin-exporter: invalid option {flag(field)}: {first['msg']}"
-        ) from None
+        field, message = first_error(exc)
+        raise SystemExit(f"cloudmailin-exporter: invalid option {flag(field)}: {message}") from None
 
 
 def load_settings(overrides: dict[str, Any]) -> Settings:
@@ -75,10 +78,9 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else ""
+        field, message = first_error(exc)
         where = f"{env_name(field)} / {flag(field)}" if field else "settings"
-        raise SystemExit(f"cloudmailin-exporter: invalid setting {where}: {first['msg']}") from None
+        raise SystemExit(f"cloudmailin-exporter: invalid setting {where}: {message}") from None
     except ValueError as exc:
         raise SystemExit(f"cloudmailin-exporter: invalid settings: {exc}") from None
 
