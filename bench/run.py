@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from tests.servers import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -39,13 +40,6 @@ def pinned(core: str, argv: list[str]) -> list[str]:
     taskset = shutil.which("taskset")
     cores = os.cpu_count() or 1
     return [taskset, "-c", core, *argv] if taskset and cores > 1 else argv
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
@@ -97,12 +91,7 @@ def server(name: str, state_url: str | None = None, **settings: str) -> Iterator
         wait_for(probe, proc)
         yield Server(name, f"http://127.0.0.1:{port}", proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @dataclass

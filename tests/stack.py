@@ -18,7 +18,7 @@ import httpx
 import redis
 import yaml
 
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
@@ -44,12 +44,7 @@ def process(args: list[str], ready_url: str, log: Path) -> Iterator[subprocess.P
         wait_ready(ready_url, proc, log)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 10)
 
 
 @dataclass
@@ -227,8 +222,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
+            stop_process(self.proc, 10)
             self.proc = None
 
     def flush(self) -> None:
