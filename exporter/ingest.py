@@ -151,8 +151,7 @@ class Ingest:
         metrics = self.metrics
         duplicates = metrics.duplicates
         label = self.domains.label
-        events = metrics.events
-        count_new = metrics.count_event
+        count = metrics.count_event
         unmatched = metrics.unmatched
         since = metrics.since_registration
         to_delivery = metrics.to_delivery
@@ -163,12 +162,7 @@ class Ingest:
                 summary.duplicates += 1
                 continue
             domain = label(recipient)
-            key = (kind, domain)
-            count = events.get(key)
-            if count is None:
-                count_new(kind, domain)
-            else:
-                events[key] = count + 1
+            count(kind, domain)
             accepted += 1
             if verdict >= 0:
                 since[kind].observe(verdict, message_id, at)
