@@ -1,14 +1,18 @@
 # syntax=docker/dockerfile:1
 # cloudmailin-exporter: a small, non-root image with only the runtime dependencies.
 
-# Pinned to a patch release of the Python the tests run on.
-FROM python:3.11.11-slim-bookworm AS build
+# Pinned to a patch release of the Python the tests run on. The build stage
+# is the full image, for its C compiler (the record table is compiled with
+# Cython); the runtime stage is the slim image of the same release and Debian.
+FROM python:3.11.11-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml setup.py constraints.txt README.md ./
 COPY exporter ./exporter
-# The README's install path: the pinned constraints, the package, no test extras.
+# The README's install path: the pinned constraints, the package, no test
+# extras; then refuse an image whose compiled table failed to build.
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt .
+    && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt . \
+    && /opt/venv/bin/python -c "import sys; from exporter import native; sys.exit(0 if native.available() else 'compiled record table missing')"
 
 FROM python:3.11.11-slim-bookworm
 RUN groupadd --system --gid 10001 exporter \

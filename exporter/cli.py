@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging.config
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import uvicorn
@@ -131,10 +131,25 @@ async def serve(settings: Settings) -> int:
             "host": settings.host,
             "port": settings.port,
             "state": settings.state_url.split(":", 1)[0],
+            "loop": type(asyncio.get_running_loop()).__module__.split(".", 1)[0],
         },
     )
     await server.serve()
     return 0
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (not on Windows), else asyncio's.
+
+    uvicorn only picks its loop in `uvicorn.run()`; the exporter awaits
+    `Server.serve()` itself (the store must start first), so it chooses here.
+    uvloop's C transports roughly halve the HTTP cost of a small webhook POST.
+    """
+    try:
+        import uvloop  # noqa: PLC0415 - optional at run time
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if parsed.command == "serve":
         settings = load_settings(options)
         logging.config.dictConfig(log_config(settings.log_level))
-        return asyncio.run(serve(settings))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(serve(settings))
     if parsed.command == "rules":
         sys.stdout.write(render_rules(build_model(MonitoringConfig, options)))
         return 0

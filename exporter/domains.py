@@ -62,7 +62,8 @@ class DomainGuard:
         self.overflow_events = 0
         # raw domain text -> decided label (admitted, allow-listed, overflow
         # or invalid); undecided domains are absent so they keep counting.
-        self._decided: dict[str, str] = {}
+        # The ingest loop reads it directly for known domains.
+        self.decided: dict[str, str] = {}
         self._candidates: dict[str, int] = {}
 
     @property
@@ -73,7 +74,7 @@ class DomainGuard:
         _, at_sign, raw = recipient.rpartition("@")
         if not at_sign:
             return INVALID
-        decided = self._decided.get(raw)
+        decided = self.decided.get(raw)
         if decided is not None:
             if decided is OTHER:
                 self.overflow_events += 1
@@ -101,8 +102,8 @@ class DomainGuard:
         return OTHER
 
     def _remember(self, raw: str, label: str) -> str:
-        if len(self._decided) >= CACHE_CAP:
-            self._decided.clear()
+        if len(self.decided) >= CACHE_CAP:
+            self.decided.clear()
         # Interned so the hot path can test `is OTHER`.
-        self._decided[raw] = OTHER if label == OTHER else label
+        self.decided[raw] = OTHER if label == OTHER else label
         return label

@@ -8,10 +8,11 @@ and tests hold the two to each other.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Final
 
-from exporter.domains import DomainGuard
+from exporter.domains import OTHER, DomainGuard
 from exporter.events import (
     KIND_INDEX,
     MAX_MESSAGE_ID_LENGTH,
@@ -19,7 +20,7 @@ from exporter.events import (
     KindCatalogue,
     parse_time,
 )
-from exporter.metrics import Clock, ExporterMetrics
+from exporter.metrics import DELIVERY_BUCKETS, MAX_EXEMPLAR_ID, Clock, ExporterMetrics
 from exporter.stores.base import StateStore
 from exporter.timing import DUPLICATE, UNMATCHED, Claim
 
@@ -147,31 +148,60 @@ class Ingest:
         verdicts: list[float],
         summary: Summary,
     ) -> None:
-        """Count what is not a duplicate, by kind and domain, and observe the timings."""
+        """Count what is not a duplicate, by kind and domain, and observe the timings.
+
+        The domain guard's cache, `count_event` and `Histogram.observe` are
+        inlined for the common case (a known domain, an existing series): at
+        100 events a request the calls were a tenth of the exporter's time.
+        """
         metrics = self.metrics
+        events = metrics.events
         duplicates = metrics.duplicates
+        decided = self.domains.decided
         label = self.domains.label
         count = metrics.count_event
         unmatched = metrics.unmatched
         since = metrics.since_registration
         to_delivery = metrics.to_delivery
-        accepted = 0
+        accepted = repeated = 0
         for (kind, recipient, message_id, at), verdict in zip(valid, verdicts, strict=True):
             if verdict == DUPLICATE:
                 duplicates[kind] += 1
-                summary.duplicates += 1
+                repeated += 1
                 continue
-            domain = label(recipient)
-            count(kind, domain)
+            _, at_sign, raw_domain = recipient.rpartition("@")
+            domain = decided.get(raw_domain) if at_sign else None
+            if domain is None or domain is OTHER:
+                domain = label(recipient)
+            key = (kind, domain)
+            seen = events.get(key)
+            if seen is None:
+                count(kind, domain)
+            else:
+                events[key] = seen + 1
             accepted += 1
             if verdict >= 0:
-                since[kind].observe(verdict, message_id, at)
+                # Histogram.observe, inlined: every timing histogram has the
+                # same bounds, so one bucket index and one exemplar serve both.
+                i = bisect_left(DELIVERY_BUCKETS, verdict)
+                exemplar = (
+                    (message_id, verdict, at)
+                    if message_id is not None and len(message_id) <= MAX_EXEMPLAR_ID
+                    else None
+                )
+                hists = [since[kind]]
                 if kind == "delivery":
                     hist = to_delivery.get(domain)
                     if hist is None:
                         metrics.add_domain(domain)
                         hist = to_delivery[domain]
-                    hist.observe(verdict, message_id, at)
+                    hists.append(hist)
+                for hist in hists:
+                    hist.counts[i] += 1
+                    hist.total += verdict
+                    if exemplar is not None:
+                        hist.exemplars[i] = exemplar
             elif verdict == UNMATCHED:
                 unmatched[kind] += 1
         summary.accepted = accepted
+        summary.duplicates += repeated

@@ -29,10 +29,20 @@ def final_stage() -> list[dockerfile.Command]:
     return list(COMMANDS[starts[-1] :])
 
 
-def test_base_images_are_slim_and_pinned_to_a_patch_release() -> None:
-    for command in instructions("FROM"):
-        image = command.value[0]
-        assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", image), image
+def test_base_images_are_pinned_to_one_patch_release_and_the_runtime_is_slim() -> None:
+    images = [command.value[0] for command in instructions("FROM")]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", images[-1]), images
+    # The build stage compiles the record table: the same Python and Debian
+    # release as the runtime, so the compiled module loads there.
+    for image in images[:-1]:
+        assert image == images[-1].replace("-slim", ""), images
+
+
+def test_the_build_compiles_the_record_table_or_fails() -> None:
+    (install_step,) = [c for c in instructions("RUN") if "pip install" in c.value[0]]
+    assert "native.available()" in install_step.value[0]
+    copied = {v for c in instructions("COPY") for v in c.value}
+    assert "setup.py" in copied
 
 
 def test_runs_as_the_chart_s_non_root_user() -> None:

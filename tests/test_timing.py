@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from exporter.events import KIND_INDEX, KNOWN_KINDS, ONCE_PER_MESSAGE
-from exporter.stores.memory import fields, packed
+from exporter.stores.table import fields, packed
 from exporter.timing import DUPLICATE, NOTHING, Claim, Record, decide
 
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Final
 
 from exporter.stores.base import Outcome, StateStore, StoreError
-from exporter.stores.memory import MemoryStore, fields, packed
+from exporter.stores.memory import MemoryStore
+from exporter.stores.table import fields, packed
 from exporter.timing import Claim, message_digest
 
 # Most webhooks applied in one transaction: enough to absorb every request a
@@ -80,7 +81,7 @@ class SQLiteStore(StateStore):
         super().__init__(ttl, max_entries, timeout)
         self.path = path
         self._memory = MemoryStore(ttl, max_entries)
-        self._memory.dropped = []
+        self._memory.dropped_until = -1
         # The memory store counts evictions; this store reports them.
         self.evicted = self._memory.evicted
         self._db: sqlite3.Connection | None = None
@@ -237,8 +238,8 @@ class SQLiteStore(StateStore):
 
         It evicts oldest first, so every row created up to then goes too.
         """
-        dropped, self._memory.dropped = self._memory.dropped or [], []
-        return max(dropped) if dropped else None
+        newest, self._memory.dropped_until = self._memory.dropped_until, -1
+        return None if newest is None or newest < 0 else newest
 
 
 def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:

@@ -1,0 +1,179 @@
+"""The record table: every message's record, decided on with `timing.decide`'s rules.
+
+`table_class()` is the compiled table from `_table.pyx` when the package was
+built with it (the normal install), else `PureRecordTable` below. Both have the
+same interface; the tests run against both and hold both to `decide`.
+CLOUDMAILIN_PURE_PYTHON=1 picks the pure one (see `exporter.native`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, Protocol
+
+from exporter.native import compiled
+from exporter.timing import (
+    DUPLICATE,
+    NOTHING,
+    ONCE_BITS,
+    REGISTRATION_BIT,
+    TERMINAL_BITS,
+    UNMATCHED,
+    Claim,
+    Verdict,
+)
+
+# A record is packed into one int so that a pending message costs about 140
+# bytes (the dict slot, an int key and this int) instead of an object with
+# two floats: bits 0-31 the kinds seen, 32-79 the registration time in
+# milliseconds plus one (0: not seen), 80 and up the creation second. The
+# SQLite store keeps records in this form too.
+_MASK_BITS: Final = 32
+_REG_BITS: Final = 48
+_REG_FIELD: Final = (1 << _REG_BITS) - 1
+_SEEN_FIELD: Final = (1 << _MASK_BITS) - 1
+_CREATED_SHIFT: Final = _MASK_BITS + _REG_BITS
+
+
+def fields(value: int) -> tuple[int, int, int]:
+    """A packed record's creation second, registration milliseconds + 1 and kinds seen."""
+    return value >> _CREATED_SHIFT, value >> _MASK_BITS & _REG_FIELD, value & _SEEN_FIELD
+
+
+def packed(created: int, registered: int, seen: int) -> int:
+    return created << _CREATED_SHIFT | registered << _MASK_BITS | seen
+
+
+def _is_pending(value: int) -> bool:
+    return bool(value >> _MASK_BITS & _REG_FIELD) and not value & TERMINAL_BITS
+
+
+class PureRecordTable:
+    """Records in a dict of packed ints; insertion order is creation order."""
+
+    def __init__(self) -> None:
+        self._records: dict[int, int] = {}
+        self.pending = 0
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def apply(
+        self,
+        claims: Sequence[Claim],
+        now: float,
+        keys: Sequence[int] | None = None,
+        touched: dict[int, int] | None = None,
+    ) -> list[Verdict]:
+        """`decide` for each claim in order, on packed records, inlined: this
+        runs for every event. `keys` replaces the process-local key of each
+        claim (a durable store needs keys that survive a restart); `touched`
+        collects the records written, packed, for a durable store to persist.
+        """
+        records = self._records
+        get = records.get
+        created = int(now) << _CREATED_SHIFT
+        verdicts: list[Verdict] = []
+        append = verdicts.append
+        pending = self.pending
+        if keys is None:
+            keys = [hash((message_id, recipient)) for message_id, recipient, _, _ in claims]
+        for key, (_, _, index, at) in zip(keys, claims, strict=True):
+            value = get(key)
+            bit = 1 << index
+            if value is None:
+                seen = 0
+                registered = 0
+                base = created
+            else:
+                seen = value & _SEEN_FIELD
+                if seen & bit and bit & ONCE_BITS:
+                    append(DUPLICATE)
+                    continue
+                registered = value >> _MASK_BITS & _REG_FIELD
+                base = value >> _CREATED_SHIFT << _CREATED_SHIFT
+            if bit == REGISTRATION_BIT:
+                if seen == 0:
+                    registered = int(at * 1000) + 1
+                    pending += 1
+                append(NOTHING)
+            elif seen & bit:
+                append(NOTHING)
+            elif registered == 0:
+                append(UNMATCHED)
+            else:
+                elapsed = at - (registered - 1) / 1000
+                append(elapsed if elapsed >= 0 else NOTHING)
+                if bit & TERMINAL_BITS and not seen & TERMINAL_BITS:
+                    pending -= 1
+            value = base | registered << _MASK_BITS | seen | bit
+            records[key] = value
+            if touched is not None:
+                touched[key] = value
+        self.pending = pending
+        return verdicts
+
+    def load(self, records: Iterable[tuple[int, int]]) -> None:
+        """Add (key, packed record) pairs, oldest first, from a durable store."""
+        table = self._records
+        for key, value in records:
+            old = table.get(key)
+            if old is not None and _is_pending(old):
+                self.pending -= 1
+            table[key] = value
+            if _is_pending(value):
+                self.pending += 1
+
+    def items(self) -> list[tuple[int, int]]:
+        """(key, packed record) of every record, oldest first."""
+        return list(self._records.items())
+
+    def drop_oldest(self, count: int, before: float | None = None) -> tuple[int, int]:
+        """Remove up to `count` oldest records, stopping at the first created
+        at or after `before` (when given). Returns the number of pending
+        messages removed and the creation second of the newest record
+        removed (-1: none)."""
+        records = self._records
+        victims: list[int] = []
+        newest = -1
+        for key, value in records.items():
+            if len(victims) >= count:
+                break
+            created = value >> _CREATED_SHIFT
+            if before is not None and created >= before:
+                break
+            victims.append(key)
+            newest = created
+        pending = 0
+        for key in victims:
+            if _is_pending(records.pop(key)):
+                pending += 1
+        self.pending -= pending
+        return pending, newest
+
+
+class Table(Protocol):
+    """What both tables offer (PureRecordTable's docstrings say what each does)."""
+
+    pending: int
+
+    def __len__(self) -> int: ...
+    def apply(
+        self,
+        claims: Sequence[Claim],
+        now: float,
+        keys: Sequence[int] | None = ...,
+        touched: dict[int, int] | None = ...,
+    ) -> list[Verdict]: ...
+    def load(self, records: Iterable[tuple[int, int]]) -> None: ...
+    def items(self) -> list[tuple[int, int]]: ...
+    def drop_oldest(self, count: int, before: float | None = ...) -> tuple[int, int]: ...
+
+
+def table_class() -> Callable[[], Table]:
+    """The compiled table when it is built and wanted, else the pure one."""
+    if compiled("exporter.stores._table"):
+        from exporter.stores._table import RecordTable  # noqa: PLC0415 - optional
+
+        return RecordTable
+    return PureRecordTable
