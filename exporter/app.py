@@ -14,7 +14,6 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -46,7 +45,7 @@ def create_app(
     registry: CollectorRegistry,
     store: StateStore,
     clock: Clock = wall_clock,
-) -> Starlette:
+) -> WebhookRoute:
     """The exporter as an ASGI app; everything it keeps state in is passed in."""
     kinds = KindCatalogue(settings.max_new_kinds)
     domains = DomainGuard(
@@ -108,13 +107,12 @@ def create_app(
         Route("/", landing, methods=["GET"]),
     ]
     app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={HTTPException: http_error},
-        middleware=[Middleware(WebhookRoute, webhook=webhook)],
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
     )
     app.state.metrics = metrics
-    return app
+    # Outside Starlette, so a webhook POST skips its middleware stack; an
+    # unexpected error there still gets uvicorn's logged 500.
+    return WebhookRoute(app, webhook)
 
 
 async def maintenance(ingest: Ingest) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
 import orjson
+from starlette.applications import Starlette
+from starlette.datastructures import State
 
 from exporter.auth import WebhookAuth
 from exporter.ingest import Ingest
@@ -122,11 +124,16 @@ class Webhook:
 
 
 class WebhookRoute:
-    """ASGI middleware: /events goes straight to the webhook, the rest to Starlette."""
+    """The exporter's ASGI app: /events goes straight to the webhook, the rest
+    (other routes, lifespan) to the Starlette app."""
 
-    def __init__(self, app: ASGIApp, webhook: Webhook) -> None:
+    def __init__(self, app: Starlette, webhook: Webhook) -> None:
         self.app = app
         self.webhook = webhook
+
+    @property
+    def state(self) -> State:
+        return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == PATH:

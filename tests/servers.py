@@ -17,13 +17,13 @@ from typing import Any
 import httpx
 import uvicorn
 from prometheus_client.registry import CollectorRegistry
-from starlette.applications import Starlette
 
 from exporter.app import create_app
 from exporter.metrics import Clock, ExporterMetrics, wall_clock
 from exporter.settings import Settings
 from exporter.stores import open_store
 from exporter.stores.base import StateStore
+from exporter.webhook import ASGIApp, WebhookRoute
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -77,7 +77,7 @@ class FakeClock:
 @dataclass
 class Running:
     url: str
-    app: Starlette
+    app: WebhookRoute
     registry: CollectorRegistry
     store: StateStore
     client: httpx.Client
@@ -97,7 +97,7 @@ class Running:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Starlette) -> Iterator[str]:
+def serve_in_thread(app: ASGIApp) -> Iterator[str]:
     """Run `app` under a real uvicorn on a free loopback port; yield its URL."""
     port = free_port()
     config = uvicorn.Config(
