@@ -30,7 +30,13 @@ def rss() -> int:
 def claims(start: int, count: int) -> list[Claim]:
     reg = KIND_INDEX["registration"]
     return [
-        (f"{i:08x}-dd97-4e10-9a61-067f98044cc7", f"user{i}@d{i % 100}.example", reg, 1e9)
+        (
+            f"{i:08x}-dd97-4e10-9a61-067f98044cc7",
+            f"user{i}@d{i % 100}.example",
+            reg,
+            1e9,
+            "registration",
+        )
         for i in range(start, start + count)
     ]
 

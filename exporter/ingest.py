@@ -22,13 +22,11 @@ from exporter.events import (
 )
 from exporter.metrics import DELIVERY_BUCKETS, MAX_EXEMPLAR_ID, Clock, ExporterMetrics
 from exporter.stores.base import StateStore
-from exporter.timing import DUPLICATE, UNMATCHED, Claim
+from exporter.timing import DUPLICATE, NO_CLAIM, NOTHING, UNMATCHED, Claim
 
 # Expiry runs from the request path at most this often (and from the
 # background loop when idle), so a fake clock in tests drives it too.
 MAINTENANCE_INTERVAL: Final = 1.0
-# Verdict of an event that makes no claim (no message id, or a new kind).
-_UNCLAIMED: Final = -1.0
 
 
 @dataclass(slots=True)
@@ -62,17 +60,12 @@ class Ingest:
         self._next_maintenance = now + MAINTENANCE_INTERVAL
         await self.store.guarded_maintain(now)
 
-    def _validate(
-        self, raw_events: list[object], now: float, summary: Summary
-    ) -> tuple[list[tuple[str, str, str | None, float]], list[Claim], list[int]]:
-        """Valid events as (kind, recipient, message_id, time), their claims, and
-        for each claim the position of its event."""
+    def _validate(self, raw_events: list[object], now: float, summary: Summary) -> list[Claim]:
+        """The valid events, as the store takes them (see `timing.Claim`)."""
         rejected = self.metrics.rejected
         resolve = self.kinds.resolve
         index_of = KIND_INDEX.get
-        valid: list[tuple[str, str, str | None, float]] = []
-        claims: list[Claim] = []
-        claimed: list[int] = []
+        valid: list[Claim] = []
         for raw in raw_events:
             if type(raw) is not dict:
                 reason = "not_an_object"
@@ -106,37 +99,32 @@ class Ingest:
                             rejected["invalid_timestamp"] += 1
                             summary.rejected += 1
                             continue
-                    index = index_of(kind)
-                    if message_id is not None and index is not None:
-                        claimed.append(len(valid))
-                        claims.append((message_id, recipient, index, at))
-                    valid.append((kind, recipient, message_id, at))
+                    index = index_of(kind, NO_CLAIM) if message_id is not None else NO_CLAIM
+                    valid.append((message_id, recipient, index, at, kind))
                     continue
             rejected[reason] += 1
             summary.rejected += 1
-        return valid, claims, claimed
+        return valid
 
     async def batch(self, body: bytes, raw_events: list[object]) -> Summary:
         now = self.clock()
         if now >= self._next_maintenance:
             await self.maintain()
         summary = Summary()
-        valid, claims, claimed = self._validate(raw_events, now, summary)
+        valid = self._validate(raw_events, now, summary)
         if not valid:
             return summary
         metrics = self.metrics
         duplicates = metrics.duplicates
         body_key = hashlib.blake2b(body, digest_size=16).digest()
-        outcome = await self.store.guarded_apply(body_key, claims, now)
+        outcome = await self.store.guarded_apply(body_key, valid, now)
         if outcome is not None and outcome.body_seen:
             for event in valid:
-                duplicates[event[0]] = duplicates.get(event[0], 0) + 1
+                duplicates[event[4]] = duplicates.get(event[4], 0) + 1
             summary.duplicates = len(valid)
             return summary
-        verdicts = [_UNCLAIMED] * len(valid)
-        if outcome is not None:
-            for position, verdict in zip(claimed, outcome.verdicts, strict=True):
-                verdicts[position] = verdict
+        # A failed store decided nothing: count every event, time none.
+        verdicts = [NOTHING] * len(valid) if outcome is None else outcome.verdicts
         self._count(valid, verdicts, summary)
         if summary.accepted:
             metrics.last_event = now
@@ -144,7 +132,7 @@ class Ingest:
 
     def _count(
         self,
-        valid: list[tuple[str, str, str | None, float]],
+        valid: list[Claim],
         verdicts: list[float],
         summary: Summary,
     ) -> None:
@@ -164,7 +152,7 @@ class Ingest:
         since = metrics.since_registration
         to_delivery = metrics.to_delivery
         accepted = repeated = 0
-        for (kind, recipient, message_id, at), verdict in zip(valid, verdicts, strict=True):
+        for (message_id, recipient, _, at, kind), verdict in zip(valid, verdicts, strict=True):
             if verdict == DUPLICATE:
                 duplicates[kind] += 1
                 repeated += 1

@@ -29,9 +29,12 @@ DUPLICATE: Final = -2.0
 # To be timed, but its message's registration was never seen.
 UNMATCHED: Final = -3.0
 
-# What one event says about its message: (message_id, recipient, kind index,
-# event time). A plain tuple: one is built per event.
-Claim = tuple[str, str, int, float]
+# One valid event as the stores take it: (message_id, recipient, kind index,
+# event time, kind). A plain tuple: one is built per event. The index is
+# NO_CLAIM for an event that says nothing about a message (no message id, or
+# a kind outside the catalogue): its verdict is NOTHING and no record changes.
+Claim = tuple[str | None, str, int, float, str]
+NO_CLAIM: Final = -1
 Verdict = float
 
 
@@ -60,7 +63,10 @@ class Record:
 
 
 def decide(record: Record, claim: Claim) -> Verdict:
-    """Apply one event to its message's record (in place) and say what it means."""
+    """Apply one event to its message's record (in place) and say what it means.
+
+    The claim's index is a kind's (not NO_CLAIM): stores skip the others.
+    """
     bit = 1 << claim[2]
     first = not record.seen & bit
     if not first and bit & ONCE_BITS:

@@ -22,26 +22,29 @@ from exporter.events import (
 from exporter.ingest import Ingest, Summary
 from exporter.metrics import ExporterMetrics
 from exporter.stores.memory import MemoryStore
-from exporter.timing import Claim, Record, Verdict, decide
+from exporter.timing import NO_CLAIM, NOTHING, Claim, Record, Verdict, decide
 
 claims = st.lists(
     st.tuples(
         st.sampled_from(["m1", "m2", "m3"]),
         st.sampled_from(["a@x.example", "b@y.example"]),
-        st.sampled_from(range(len(KNOWN_KINDS))),
+        st.sampled_from([NO_CLAIM, *range(len(KNOWN_KINDS))]),
         # Eighths of a second: exact in binary and in the store's milliseconds.
         st.integers(0, 4000).map(lambda k: 1_000_000 + k / 8),
-    ),
+    ).map(lambda c: (*c, KNOWN_KINDS[c[2]] if c[2] >= 0 else "other")),
     max_size=40,
 )
 
 
 def reference(batches: list[list[Claim]], now: float) -> tuple[list[list[Verdict]], int]:
-    records: dict[tuple[str, str], Record] = {}
+    records: dict[tuple[str | None, str], Record] = {}
     out = []
     for batch in batches:
         verdicts = []
         for claim in batch:
+            if claim[2] == NO_CLAIM:
+                verdicts.append(NOTHING)
+                continue
             record = records.setdefault((claim[0], claim[1]), Record(created=now))
             verdicts.append(decide(record, claim))
         out.append(verdicts)
@@ -90,13 +93,17 @@ def test_ingest_validation_matches_parse_event(raw_events: list[Any]) -> None:
     metrics = ExporterMetrics(CollectorRegistry(), "t", kinds_a, domains, store)
     ingest = Ingest(metrics, kinds_a, domains, store, lambda: 1_000_000.0)
     summary = Summary()
-    valid, claims_made, _ = ingest._validate(raw_events, 1_000_000.0, summary)
+    valid = ingest._validate(raw_events, 1_000_000.0, summary)
     expected = [parse_event(raw, kinds_b) for raw in raw_events]
     accepted = [e for e in expected if isinstance(e, Event)]
-    assert [(e.kind, e.recipient, e.message_id, e.at or 1_000_000.0) for e in accepted] == valid
+    assert [(e.message_id, e.recipient, e.at or 1_000_000.0, e.kind) for e in accepted] == [
+        (v[0], v[1], v[3], v[4]) for v in valid
+    ]
     assert summary.rejected == len(expected) - len(accepted)
     for reason in REJECT_REASONS:
         assert metrics.rejected[reason] == sum(1 for e in expected if e == reason)
-    assert len(claims_made) == sum(
-        1 for e in accepted if e.message_id is not None and e.kind in KIND_INDEX
-    )
+    # A claim exactly for the events with a message id and a catalogued kind.
+    assert [v[2] for v in valid] == [
+        KIND_INDEX[e.kind] if e.message_id is not None and e.kind in KIND_INDEX else NO_CLAIM
+        for e in accepted
+    ]

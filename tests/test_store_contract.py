@@ -27,7 +27,7 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 
 
 def claim(kind: str, at: float, message_id: str = "m-1", recipient: str = "a@x.example") -> Claim:
-    return (message_id, recipient, KIND_INDEX[kind], at)
+    return (message_id, recipient, KIND_INDEX[kind], at, kind)
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])

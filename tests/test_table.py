@@ -15,7 +15,7 @@ from exporter.events import KIND_INDEX, KNOWN_KINDS
 from exporter.native import PURE_ENV
 from exporter.stores._table import RecordTable as CompiledTable
 from exporter.stores.table import PureRecordTable, Table, fields, packed
-from exporter.timing import UNMATCHED, Claim, Record, Verdict, decide
+from exporter.timing import NO_CLAIM, NOTHING, UNMATCHED, Claim, Record, Verdict, decide
 
 TABLES = [pytest.param(PureRecordTable, id="pure"), pytest.param(CompiledTable, id="compiled")]
 TableClass = Callable[[], Table]
@@ -30,6 +30,9 @@ class Model:
     def apply(self, keys: list[int], claims: list[Claim], now: float) -> list[Verdict]:
         out = []
         for key, claim in zip(keys, claims, strict=True):
+            if claim[2] == NO_CLAIM:
+                out.append(NOTHING)
+                continue
             record = self.records.setdefault(key, Record(created=int(now)))
             out.append(decide(record, claim))
         return out
@@ -67,7 +70,7 @@ keys = st.integers(-(2**63), 2**63 - 1)
 few_keys = st.sampled_from([-(2**63), -1, 0, 1, 7, 2**63 - 1])
 claim_parts = st.tuples(
     st.one_of(keys, few_keys),
-    st.sampled_from(range(len(KNOWN_KINDS))),
+    st.sampled_from([NO_CLAIM, *range(len(KNOWN_KINDS))]),
     # Eighths of a second: exact in binary and in milliseconds.
     st.integers(0, 40_000).map(lambda k: 1_000_000 + k / 8),
 )
@@ -83,7 +86,9 @@ steps = st.lists(
 
 
 def as_claims(parts: list[tuple[int, int, float]]) -> tuple[list[int], list[Claim]]:
-    return [k for k, _, _ in parts], [(f"m{k}", "r@x.example", i, at) for k, i, at in parts]
+    return [k for k, _, _ in parts], [
+        (f"m{k}", "r@x.example", i, at, KNOWN_KINDS[i] if i >= 0 else "other") for k, i, at in parts
+    ]
 
 
 @pytest.mark.parametrize("table_class", TABLES)
@@ -113,13 +118,13 @@ def test_many_records_grow_and_survive_removals(table_class: TableClass) -> None
     n = 20_000
     ids = [(i * 0x9E3779B97F4A7C15) % 2**64 - 2**63 for i in range(n)]
     registration = KIND_INDEX["registration"]
-    claims = [(f"m{i}", "r@x.example", registration, 1_000_000.0) for i in range(n)]
+    claims = [(f"m{i}", "r@x.example", registration, 1_000_000.0, "registration") for i in range(n)]
     touched: dict[int, int] = {}
     table.apply(claims, 1_000_000.0, ids, touched)
     assert len(table) == n == table.pending
     assert set(touched) == set(ids)
     assert table.drop_oldest(n // 2) == (n // 2, 1_000_000)
-    delivery = [(c[0], c[1], KIND_INDEX["delivery"], 1_000_004.0) for c in claims]
+    delivery = [(c[0], c[1], KIND_INDEX["delivery"], 1_000_004.0, "delivery") for c in claims]
     verdicts = table.apply(delivery, 1_000_005.0, ids, {})
     # The dropped half is unknown now; the kept half is found and timed.
     assert verdicts[: n // 2] == [UNMATCHED] * (n // 2)
@@ -131,7 +136,10 @@ def test_many_records_grow_and_survive_removals(table_class: TableClass) -> None
 @pytest.mark.parametrize("table_class", TABLES)
 def test_load_restores_records_and_pending(table_class: TableClass) -> None:
     source = table_class()
-    claims = [(f"m{i}", "r@x.example", KIND_INDEX["registration"], 1_000_000.0) for i in range(50)]
+    claims = [
+        (f"m{i}", "r@x.example", KIND_INDEX["registration"], 1_000_000.0, "registration")
+        for i in range(50)
+    ]
     ids = list(range(-25, 25))
     source.apply(claims, 1_000_000.0, ids, {})
     source.apply(claims[:10], 1_000_001.0, ids[:10], {})
@@ -147,10 +155,10 @@ def test_process_local_keys_tell_messages_and_recipients_apart(table_class: Tabl
     table = table_class()
     index = KIND_INDEX["registration"]
     claims: list[Claim] = [
-        ("m1", "a@x.example", index, 1.0),
-        ("m1", "b@x.example", index, 1.0),
-        ("m2", "a@x.example", index, 1.0),
-        ("m1", "a@x.example", index, 2.0),
+        ("m1", "a@x.example", index, 1.0, "registration"),
+        ("m1", "b@x.example", index, 1.0, "registration"),
+        ("m2", "a@x.example", index, 1.0, "registration"),
+        ("m1", "a@x.example", index, 2.0, "registration"),
     ]
     verdicts = table.apply(claims, 10.0)
     assert len(table) == 3

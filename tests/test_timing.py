@@ -8,7 +8,7 @@ from exporter.timing import DUPLICATE, NOTHING, Claim, Record, decide
 
 
 def claim(kind: str, at: float) -> Claim:
-    return ("m", "r@x.example", KIND_INDEX[kind], at)
+    return ("m", "r@x.example", KIND_INDEX[kind], at, kind)
 
 
 def test_every_once_per_message_kind_is_a_duplicate_the_second_time() -> None:

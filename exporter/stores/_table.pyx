@@ -173,7 +173,8 @@ cdef class RecordTable:
     # --- the interface -----------------------------------------------------
 
     def apply(self, claims, double now, keys=None, dict touched=None):
-        """`decide` for each claim in order; the verdicts (see exporter.timing)."""
+        """`decide` for each claim in order; the verdicts (see exporter.timing).
+        A claim whose index is negative (NO_CLAIM) gets NOTHING and changes nothing."""
         cdef list verdicts = []
         cdef Py_ssize_t n = len(claims)
         cdef Py_ssize_t c
@@ -184,15 +185,20 @@ cdef class RecordTable:
         cdef size_t i
         cdef double at, elapsed, verdict
         cdef tuple claim
+        cdef int index
         cdef bint new
         for c in range(n):
             claim = claims[c]
+            index = claim[2]
+            if index < 0:
+                verdicts.append(NOTHING)
+                continue
             if keys is None:
                 key = mix(<uint64_t>PyObject_Hash(claim[0]) * 0x9E3779B97F4A7C15ULL
                           ^ <uint64_t>PyObject_Hash(claim[1]))
             else:
                 key = stored(keys[c])
-            bit = (<uint32_t>1) << <int>claim[2]
+            bit = (<uint32_t>1) << index
             at = claim[3]
             i = self.find(key)
             new = not self.occupied(i)

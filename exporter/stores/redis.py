@@ -20,7 +20,7 @@ from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from exporter.stores.base import Outcome, StateStore, StoreError
-from exporter.timing import DUPLICATE, Claim, Record, decide, message_digest
+from exporter.timing import DUPLICATE, NOTHING, Claim, Record, decide, message_digest
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +110,19 @@ class RedisStore(StateStore):
         return self._client
 
     async def apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
+        made = [i for i, claim in enumerate(claims) if claim[2] >= 0]
         try:
-            return await self._apply(body_key, claims, now)
+            outcome = await self._apply(body_key, [claims[i] for i in made], now)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise StoreError("connect", str(exc)) from exc
         except RedisError as exc:
             raise StoreError("write", str(exc)) from exc
+        if outcome.body_seen:
+            return outcome
+        verdicts = [NOTHING] * len(claims)
+        for i, verdict in zip(made, outcome.verdicts, strict=True):
+            verdicts[i] = verdict
+        return Outcome(body_seen=False, verdicts=verdicts)
 
     async def _apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
         client = self._redis()

@@ -196,7 +196,7 @@ class SQLiteStore(StateStore):
 
     async def apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
         touched: dict[int, int] = {}
-        keys = [message_key(c) for c in claims]
+        keys = [message_key(c) if c[2] >= 0 else 0 for c in claims]
         outcome = self._memory.apply_now(body_key, claims, now, keys, touched)
         if outcome.body_seen:
             return outcome

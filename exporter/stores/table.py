@@ -77,8 +77,11 @@ class PureRecordTable:
         append = verdicts.append
         pending = self.pending
         if keys is None:
-            keys = [hash((message_id, recipient)) for message_id, recipient, _, _ in claims]
-        for key, (_, _, index, at) in zip(keys, claims, strict=True):
+            keys = [hash((claim[0], claim[1])) for claim in claims]
+        for key, (_, _, index, at, _) in zip(keys, claims, strict=True):
+            if index < 0:
+                append(NOTHING)
+                continue
             value = get(key)
             bit = 1 << index
             if value is None:
