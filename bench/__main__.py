@@ -70,7 +70,9 @@ def measured(
     with server(name, url) as srv:
         if seconds > 1:
             wrk(srv.url, batch, 1)  # warm-up: imports, caches, connections
-        before = counted(srv.url) if name != "ceiling" else 0
+        # The warm-up's last requests may still be in the server: wait until
+        # the count stops moving, or they would be counted against this run.
+        before = settled(srv.url) if name != "ceiling" else 0
         load = wrk(srv.url, batch, seconds, rate)
         result: dict[str, Any] = {
             "rps": load.rps, "eps": load.eps, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms,
@@ -87,6 +89,19 @@ def measured(
             result["counted"] = got
             result["sent_completed"] = low
         return result
+
+
+def settled(url: str, timeout: float = 10) -> float:
+    """`counted`, once two reads 0.2 s apart agree."""
+    deadline = time.monotonic() + timeout
+    last = counted(url)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = counted(url)
+        if now == last:
+            break
+        last = now
+    return last
 
 
 def median(runs: list[dict[str, Any]], key: str) -> float:

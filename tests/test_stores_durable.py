@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.events import KIND_INDEX
+from exporter.stores.sqlite import SQLiteStore, message_key
+from exporter.timing import UNMATCHED, Claim
 from tests.servers import exporter_process
 from tests.test_cli import run_cli
 
@@ -124,8 +129,84 @@ def test_a_state_file_of_another_schema_version_is_refused(tmp_path: Path) -> No
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"cloudmailin-exporter: state store: cannot open {path}: "
-        "schema version 99; this exporter reads version 1"
+        "schema version 99; this exporter reads versions 1 and 2"
     )
+
+
+V1_SCHEMA = """
+CREATE TABLE records (id INTEGER PRIMARY KEY, key INTEGER NOT NULL, created INTEGER NOT NULL,
+                      registered INTEGER NOT NULL, seen INTEGER NOT NULL);
+CREATE INDEX records_created ON records (created);
+CREATE TABLE bodies (id INTEGER PRIMARY KEY, key BLOB NOT NULL, seen_at REAL NOT NULL);
+CREATE INDEX bodies_seen_at ON bodies (seen_at);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_file_is_upgraded_and_keeps_its_messages(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    registered = time.time() - 60
+    with sqlite3.connect(path) as db:
+        db.executescript(V1_SCHEMA)
+        for i in range(30):
+            claim = (f"v{i}", f"v{i}@durable.example", KIND_INDEX["registration"], 0.0, "")
+            row = (message_key(claim), int(registered), int(registered * 1000) + 1, 1)
+            # An older state of the same message first: the later row must win.
+            db.execute("INSERT INTO records (key, created, registered, seen) VALUES (?, ?, 0, 0)",
+                       row[:2])  # fmt: skip
+            db.execute("INSERT INTO records (key, created, registered, seen) VALUES (?, ?, ?, ?)",
+                       row)  # fmt: skip
+    env = {"CLOUDMAILIN_EXPORTER_STATE_URL": f"sqlite:///{path}"}
+    with exporter_process(tmp_path, env) as upgraded:
+        assert total(scrape(upgraded.url), "cloudmailin_pending_messages") == 30
+        httpx.post(
+            upgraded.url + "/events",
+            json={"events": [event("delivery", f"v{i}") for i in range(30)]},
+        )
+        samples = scrape(upgraded.url)
+    assert total(samples, "cloudmailin_time_to_delivery_seconds_count") == 30
+    assert total(samples, "cloudmailin_unmatched_events_total") == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        assert "records" not in tables
+
+
+def test_records_evicted_for_capacity_stay_gone_after_a_restart(tmp_path: Path) -> None:
+    """A record evicted from memory can still sit in a later logged row (an
+    update of it); the persisted eviction floor keeps it from coming back."""
+    path = tmp_path / "state.db"
+    registration, opened = KIND_INDEX["registration"], KIND_INDEX["open"]
+
+    def claim(i: int, index: int, at: float | None = None) -> Claim:
+        return (f"c{i}", "r@x.example", index, 1000.0 + i if at is None else at, "")
+
+    async def run() -> tuple[int, list[float], list[float]]:
+        store = SQLiteStore(path, ttl=1e9, max_entries=100, timeout=5)
+        await store.start()
+        for i in range(120):
+            claims = [claim(i, registration)]
+            if i == 50:
+                # c0 is updated in a row written long after it was created...
+                claims.append(claim(0, opened, 1050.0))
+            await store.apply(b"r%d" % i, claims, 1000.0 + i)
+        pending = store.pending
+        await store.stop()
+        reopened = SQLiteStore(path, ttl=1e9, max_entries=100, timeout=5)
+        await reopened.start()
+        try:
+            assert reopened.pending == pending
+            # ...and evicted since: after the restart it is unknown, a kept one is not.
+            gone = await reopened.apply(b"g", [claim(0, KIND_INDEX["delivery"], 2000.0)], 2000.0)
+            kept = await reopened.apply(b"k", [claim(119, KIND_INDEX["delivery"], 2000.0)], 2000.0)
+        finally:
+            await reopened.stop()
+        return pending, gone.verdicts, kept.verdicts
+
+    pending, gone, kept = asyncio.run(run())
+    assert pending <= 100
+    assert gone == [UNMATCHED]
+    assert kept == [2000.0 - 1119.0]
 
 
 def test_superseded_rows_are_folded_on_restart(tmp_path: Path) -> None:

@@ -14,8 +14,16 @@ from hypothesis import strategies as st
 from exporter.events import KIND_INDEX, KNOWN_KINDS
 from exporter.native import PURE_ENV
 from exporter.stores._table import RecordTable as CompiledTable
-from exporter.stores.table import PureRecordTable, Table, fields, packed
-from exporter.timing import NO_CLAIM, NOTHING, UNMATCHED, Claim, Record, Verdict, decide
+from exporter.stores._table import message_keys as compiled_message_keys
+from exporter.stores.table import (
+    ROW,
+    PureRecordTable,
+    Table,
+    fields,
+    packed,
+    pure_message_keys,
+)
+from exporter.timing import DUPLICATE, NO_CLAIM, NOTHING, UNMATCHED, Claim, Record, Verdict, decide
 
 TABLES = [pytest.param(PureRecordTable, id="pure"), pytest.param(CompiledTable, id="compiled")]
 TableClass = Callable[[], Table]
@@ -101,7 +109,22 @@ def test_table_follows_decide(table_class: TableClass, steps: list[tuple[object,
         now += 1
         if step[0] == "apply":
             ids, claims = as_claims(step[1])  # type: ignore[arg-type]
-            assert table.apply(claims, now, ids, {}) == model.apply(ids, claims, now)
+            touched = bytearray()
+            verdicts = table.apply(claims, now, ids, touched)
+            assert verdicts == model.apply(ids, claims, now)
+            # The rows logged for a durable store: one per record written,
+            # the last of each key its state now.
+            logged = {
+                key: packed(created, registered, seen)
+                for key, registered, created, seen in ROW.iter_unpack(touched)
+            }
+            written = sum(
+                1
+                for c, v in zip(claims, verdicts, strict=True)
+                if c[2] != NO_CLAIM and v != DUPLICATE
+            )
+            assert len(touched) == written * ROW.size
+            assert logged == {key: value for key, value in table.items() if key in logged}
         else:
             count, before = step[1], step[2]
             assert table.drop_oldest(count, before) == model.drop_oldest(count, before)  # type: ignore[arg-type]
@@ -119,13 +142,13 @@ def test_many_records_grow_and_survive_removals(table_class: TableClass) -> None
     ids = [(i * 0x9E3779B97F4A7C15) % 2**64 - 2**63 for i in range(n)]
     registration = KIND_INDEX["registration"]
     claims = [(f"m{i}", "r@x.example", registration, 1_000_000.0, "registration") for i in range(n)]
-    touched: dict[int, int] = {}
+    touched = bytearray()
     table.apply(claims, 1_000_000.0, ids, touched)
     assert len(table) == n == table.pending
-    assert set(touched) == set(ids)
+    assert [row[0] for row in ROW.iter_unpack(touched)] == ids
     assert table.drop_oldest(n // 2) == (n // 2, 1_000_000)
     delivery = [(c[0], c[1], KIND_INDEX["delivery"], 1_000_004.0, "delivery") for c in claims]
-    verdicts = table.apply(delivery, 1_000_005.0, ids, {})
+    verdicts = table.apply(delivery, 1_000_005.0, ids)
     # The dropped half is unknown now; the kept half is found and timed.
     assert verdicts[: n // 2] == [UNMATCHED] * (n // 2)
     assert verdicts[n // 2 :] == [4.0] * (n - n // 2)
@@ -141,8 +164,8 @@ def test_load_restores_records_and_pending(table_class: TableClass) -> None:
         for i in range(50)
     ]
     ids = list(range(-25, 25))
-    source.apply(claims, 1_000_000.0, ids, {})
-    source.apply(claims[:10], 1_000_001.0, ids[:10], {})
+    source.apply(claims, 1_000_000.0, ids)
+    source.apply(claims[:10], 1_000_001.0, ids[:10])
     copy = table_class()
     copy.load(source.items())
     assert copy.items() == source.items()
@@ -172,3 +195,27 @@ def test_pure_twin_is_what_runs_when_asked(monkeypatch: pytest.MonkeyPatch) -> N
     assert not native.available()
     monkeypatch.setenv(PURE_ENV, "0")
     assert native.available()
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    parts=st.lists(
+        st.tuples(
+            # Any text, short and past one 128-byte block and past the stack buffer.
+            st.text(max_size=300) | st.text(min_size=1000, max_size=1200),
+            st.text(max_size=40),
+            st.sampled_from([NO_CLAIM, 0, 5]),
+        ),
+        max_size=8,
+    )
+)
+def test_compiled_message_keys_are_blake2b_like_the_pure_ones(
+    parts: list[tuple[str, str, int]],
+) -> None:
+    claims: list[Claim] = [(m, r, i, 0.0, "") for m, r, i in parts]
+    try:
+        expected = pure_message_keys(claims)
+    except UnicodeEncodeError:  # lone surrogates: JSON parsing never yields them
+        return
+    assert compiled_message_keys(claims) == expected
+    assert [k == 0 for k in expected] == [i == NO_CLAIM for _, _, i in parts] or 0 in expected

@@ -6,17 +6,19 @@ tests run every store test against both and hold both to `decide`.
 
 Records live in one open-addressing array of 24-byte slots (linear probing,
 deletion by backward shift; key 0 marks an empty slot, so a record whose key
-is 0 has one extra slot of its own at the end), so a lookup touches one cache line instead of a
-dict entry and two int objects scattered over the heap; with a million
+is 0 has one extra slot of its own at the end), so a lookup touches one cache
+line instead of a dict entry and two int objects scattered over the heap; with a million
 messages that difference is most of a webhook's time. A ring of keys keeps
 creation order, for expiry and capacity eviction oldest first.
 """
 
-from cpython.dict cimport PyDict_SetItem
 from cpython.object cimport PyObject_Hash
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
+
+import sys
 
 from exporter.timing import (
     DUPLICATE as _DUPLICATE,
@@ -26,6 +28,10 @@ from exporter.timing import (
     TERMINAL_BITS as _TERMINAL_BITS,
     UNMATCHED as _UNMATCHED,
 )
+
+if sys.byteorder != "little":
+    # Rows written to `touched` are slots in native order; table.ROW says little-endian.
+    raise ImportError("the compiled record table needs a little-endian machine")
 
 cdef double DUPLICATE = _DUPLICATE
 cdef double NOTHING = _NOTHING
@@ -172,7 +178,7 @@ cdef class RecordTable:
 
     # --- the interface -----------------------------------------------------
 
-    def apply(self, claims, double now, keys=None, dict touched=None):
+    def apply(self, claims, double now, keys=None, bytearray touched=None):
         """`decide` for each claim in order; the verdicts (see exporter.timing).
         A claim whose index is negative (NO_CLAIM) gets NOTHING and changes nothing."""
         cdef list verdicts = []
@@ -234,7 +240,8 @@ cdef class RecordTable:
             self.slots[i].registered = registered
             self.slots[i].seen = seen | bit
             if touched is not None:
-                PyDict_SetItem(touched, <int64_t>key if keys is None else keys[c], self.packed(i))
+                # The slot's bytes are table.ROW (checked by the tests).
+                touched.extend((<char*>&self.slots[i])[:sizeof(Slot)])
         return verdicts
 
     cdef object packed(self, size_t i):
@@ -299,3 +306,128 @@ cdef class RecordTable:
             removed += 1
         self.pending -= pending
         return pending, newest
+
+
+# --- stable message keys: BLAKE2b (RFC 7693), 8-byte digest, no key ----------
+
+cdef uint64_t[8] IV = [
+    0x6A09E667F3BCC908ULL, 0xBB67AE8584CAA73BULL, 0x3C6EF372FE94F82BULL, 0xA54FF53A5F1D36F1ULL,
+    0x510E527FADE682D1ULL, 0x9B05688C2B3E6C1FULL, 0x1F83D9ABFB41BD6BULL, 0x5BE0CD19137E2179ULL,
+]
+cdef unsigned char[10][16] SIGMA = [
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+    [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3],
+    [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4],
+    [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8],
+    [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13],
+    [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9],
+    [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11],
+    [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10],
+    [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5],
+    [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0],
+]
+cdef enum:
+    # Longest text hashed without a heap buffer: a message id and a recipient
+    # within their length limits fit.
+    DEF_BUFFER = 2048
+
+
+cdef inline uint64_t rotr(uint64_t x, int n) noexcept nogil:
+    return (x >> n) | (x << (64 - n))
+
+
+cdef inline void g(uint64_t* v, int a, int b, int c, int d, uint64_t x, uint64_t y) noexcept nogil:
+    v[a] = v[a] + v[b] + x
+    v[d] = rotr(v[d] ^ v[a], 32)
+    v[c] = v[c] + v[d]
+    v[b] = rotr(v[b] ^ v[c], 24)
+    v[a] = v[a] + v[b] + y
+    v[d] = rotr(v[d] ^ v[a], 16)
+    v[c] = v[c] + v[d]
+    v[b] = rotr(v[b] ^ v[c], 63)
+
+
+cdef void compress(uint64_t* h, const unsigned char* block, uint64_t t, bint last) noexcept nogil:
+    cdef uint64_t m[16]
+    cdef uint64_t v[16]
+    cdef int i, r
+    cdef const unsigned char* s
+    for i in range(16):
+        # Message words are little-endian whatever the machine.
+        m[i] = (<uint64_t>block[8 * i] | <uint64_t>block[8 * i + 1] << 8
+                | <uint64_t>block[8 * i + 2] << 16 | <uint64_t>block[8 * i + 3] << 24
+                | <uint64_t>block[8 * i + 4] << 32 | <uint64_t>block[8 * i + 5] << 40
+                | <uint64_t>block[8 * i + 6] << 48 | <uint64_t>block[8 * i + 7] << 56)
+    for i in range(8):
+        v[i] = h[i]
+        v[i + 8] = IV[i]
+    v[12] ^= t  # the high half of the byte counter stays 0 below 2**64 bytes
+    if last:
+        v[14] = ~v[14]
+    for r in range(12):
+        s = SIGMA[r % 10]
+        g(v, 0, 4, 8, 12, m[s[0]], m[s[1]])
+        g(v, 1, 5, 9, 13, m[s[2]], m[s[3]])
+        g(v, 2, 6, 10, 14, m[s[4]], m[s[5]])
+        g(v, 3, 7, 11, 15, m[s[6]], m[s[7]])
+        g(v, 0, 5, 10, 15, m[s[8]], m[s[9]])
+        g(v, 1, 6, 11, 12, m[s[10]], m[s[11]])
+        g(v, 2, 7, 8, 13, m[s[12]], m[s[13]])
+        g(v, 3, 4, 9, 14, m[s[14]], m[s[15]])
+    for i in range(8):
+        h[i] ^= v[i] ^ v[i + 8]
+
+
+cdef uint64_t blake2b_64(const unsigned char* data, size_t n) noexcept nogil:
+    """The first 8 bytes of BLAKE2b-64(data), read big-endian."""
+    cdef uint64_t h[8]
+    cdef unsigned char block[128]
+    cdef size_t done = 0
+    cdef size_t rest, i
+    for i in range(8):
+        h[i] = IV[i]
+    h[0] ^= 0x01010000 ^ 8  # no key, an 8-byte digest
+    while n - done > 128:
+        compress(h, data + done, done + 128, False)
+        done += 128
+    rest = n - done
+    memset(block, 0, 128)
+    memcpy(block, data + done, rest)
+    compress(h, block, n, True)
+    # The digest is h[0]'s bytes in little-endian order; as a big-endian number:
+    cdef uint64_t out = 0
+    for i in range(8):
+        out = (out << 8) | ((h[0] >> (8 * i)) & 0xFF)
+    return out
+
+
+def message_keys(claims):
+    """`table.message_keys`, in C: the same keys, several times faster."""
+    cdef list out = []
+    cdef tuple claim
+    cdef const char* mid
+    cdef const char* rcpt
+    cdef Py_ssize_t mid_n, rcpt_n
+    cdef size_t n
+    cdef unsigned char local[DEF_BUFFER]
+    cdef unsigned char* buffer
+    for claim in claims:
+        if <int>claim[2] < 0:
+            out.append(0)
+            continue
+        mid = PyUnicode_AsUTF8AndSize(claim[0], &mid_n)
+        rcpt = PyUnicode_AsUTF8AndSize(claim[1], &rcpt_n)
+        n = mid_n + 1 + rcpt_n
+        if n <= DEF_BUFFER:
+            buffer = local
+        else:
+            buffer = <unsigned char*>malloc(n)
+            if buffer == NULL:
+                raise MemoryError()
+        memcpy(buffer, mid, mid_n)
+        buffer[mid_n] = 0
+        memcpy(buffer + mid_n + 1, rcpt, rcpt_n)
+        out.append(<int64_t>blake2b_64(buffer, n))
+        if buffer != local:
+            free(buffer)
+    return out

@@ -36,7 +36,7 @@ class MemoryStore(StateStore):
         claims: Sequence[Claim],
         now: float,
         keys: Sequence[int] | None = None,
-        touched: dict[int, int] | None = None,
+        touched: bytearray | None = None,
     ) -> Outcome:
         """`apply`, synchronously, for this store and for a durable store that
         keeps it; `keys` and `touched` as in `RecordTable.apply`."""

@@ -5,11 +5,16 @@ in a MemoryStore as well and decides there, as fast as the memory store;
 SQLite is where each request's changed records are committed before it is
 answered, and where they are read back from at start-up.
 
-The file is a log: each request appends the new state of the records it
-changed, and start-up folds the rows in order. Message keys are random, so
-updating rows in place would dirty a random page per event and write it to
-the WAL on every commit; appending dirties the last page or two. Superseded
-rows share their record's creation time and leave with it when it expires.
+The file is a log: each request appends one row holding the new state of
+every record it changed (24 bytes each, `table.ROW`, written by the record
+table itself), and start-up folds the rows in order. Message keys are
+random, so updating a row per record in place would dirty a random page per
+event; one row per request dirties the last page or two and costs SQLite one
+insert instead of a hundred. A row leaves when every record in it has: at
+expiry once it was written before the cutoff, at capacity eviction once it
+was written no later than the newest evicted record was created. Records of
+older rows that outlive their row (an update logged later) are filtered at
+start-up by the persisted eviction floor, or expire at the first maintenance.
 One thread owns the connection and commits in groups: requests that arrive
 while a transaction is being written go together into the next one.
 """
@@ -28,8 +33,8 @@ from typing import Final
 
 from exporter.stores.base import Outcome, StateStore, StoreError
 from exporter.stores.memory import MemoryStore
-from exporter.stores.table import fields, packed
-from exporter.timing import Claim, message_digest
+from exporter.stores.table import ROW, fields, message_keys_function, packed, pure_message_keys
+from exporter.timing import Claim
 
 # Most webhooks applied in one transaction: enough to absorb every request a
 # busy CloudMailin has in flight, few enough that none waits long.
@@ -38,16 +43,19 @@ GROUP: Final = 64
 # its index stay in memory, so a lookup reads at most its leaf.
 CACHE_KIB: Final = 32 * 1024
 
-SCHEMA_VERSION: Final = 1
+# Version 1 logged one row per record; it is upgraded in place at start-up.
+SCHEMA_VERSION: Final = 2
 SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS records (
+CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY,
-    key INTEGER NOT NULL,
-    created INTEGER NOT NULL,
-    registered INTEGER NOT NULL,
-    seen INTEGER NOT NULL
+    written INTEGER NOT NULL,
+    records BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS records_created ON records (created);
+CREATE INDEX IF NOT EXISTS batches_written ON batches (written);
+CREATE TABLE IF NOT EXISTS evicted (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    until INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS bodies (
     id INTEGER PRIMARY KEY,
     key BLOB NOT NULL,
@@ -59,7 +67,8 @@ CREATE INDEX IF NOT EXISTS bodies_seen_at ON bodies (seen_at);
 
 def message_key(claim: Claim) -> int:
     """The claim's digest as a signed 64-bit SQLite integer."""
-    return int.from_bytes(message_digest(claim), "big", signed=True)
+    (key,) = pure_message_keys([claim])
+    return key
 
 
 def path_from_url(url: str) -> Path:
@@ -81,6 +90,7 @@ class SQLiteStore(StateStore):
         super().__init__(ttl, max_entries, timeout)
         self.path = path
         self._memory = MemoryStore(ttl, max_entries)
+        self._keys = message_keys_function()
         self._memory.dropped_until = -1
         # The memory store counts evictions; this store reports them.
         self.evicted = self._memory.evicted
@@ -117,22 +127,25 @@ class SQLiteStore(StateStore):
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             db.close()
             raise sqlite3.DatabaseError(
-                f"schema version {version}; this exporter reads version {SCHEMA_VERSION}"
+                f"schema version {version}; this exporter reads versions 1 and {SCHEMA_VERSION}"
             )
         db.executescript(SCHEMA)
+        if version == 1:
+            _upgrade_from_1(db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        (floor,) = db.execute("SELECT coalesce(max(until), -1) FROM evicted").fetchone()
         # Later rows of a key are its later states: folding in order leaves
         # the newest, at the position of the first (its creation).
         records: dict[int, int] = {}
-        for key, created, registered, seen in db.execute(
-            "SELECT key, created, registered, seen FROM records ORDER BY id"
-        ):
-            records[key] = packed(created, registered, seen)
+        for (blob,) in db.execute("SELECT records FROM batches ORDER BY id"):
+            for key, registered, created, seen in ROW.iter_unpack(blob):
+                records[key] = packed(created, registered, seen)
+        kept = [(key, value) for key, value in records.items() if fields(value)[0] > floor]
         bodies = list(db.execute("SELECT key, seen_at FROM bodies ORDER BY id"))
-        self._memory.load(list(records.items()), bodies)
+        self._memory.load(kept, bodies)
         return db
 
     async def stop(self) -> None:
@@ -195,22 +208,23 @@ class SQLiteStore(StateStore):
     # --- store operations --------------------------------------------------
 
     async def apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
-        touched: dict[int, int] = {}
-        keys = [message_key(c) if c[2] >= 0 else 0 for c in claims]
+        touched = bytearray()
+        keys = self._keys(claims)
         outcome = self._memory.apply_now(body_key, claims, now, keys, touched)
         if outcome.body_seen:
             return outcome
         evicted_until = self._take_dropped()
         self.pending = self._memory.pending
-        rows = [(key, *fields(value)) for key, value in touched.items()]
+        written = int(now)
 
         def write(db: sqlite3.Connection) -> None:
             db.execute("INSERT INTO bodies (key, seen_at) VALUES (?, ?)", (body_key, now))
-            db.executemany(
-                "INSERT INTO records (key, created, registered, seen) VALUES (?, ?, ?, ?)", rows
-            )
+            if touched:
+                db.execute(
+                    "INSERT INTO batches (written, records) VALUES (?, ?)", (written, touched)
+                )
             if evicted_until is not None:
-                db.execute("DELETE FROM records WHERE created <= ?", (evicted_until,))
+                _evict(db, evicted_until)
 
         try:
             await self._write(write)
@@ -225,7 +239,7 @@ class SQLiteStore(StateStore):
         cutoff = now - self.ttl
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM records WHERE created < ?", (cutoff,))
+            db.execute("DELETE FROM batches WHERE written < ?", (cutoff,))
             db.execute("DELETE FROM bodies WHERE seen_at < ?", (cutoff,))
 
         try:
@@ -240,6 +254,38 @@ class SQLiteStore(StateStore):
         """
         newest, self._memory.dropped_until = self._memory.dropped_until, -1
         return None if newest is None or newest < 0 else newest
+
+
+def _evict(db: sqlite3.Connection, until: int) -> None:
+    """Forget records created up to `until` (the memory store evicted them)."""
+    db.execute("DELETE FROM batches WHERE written <= ?", (until,))
+    db.execute(
+        "INSERT INTO evicted (id, until) VALUES (1, ?)"
+        " ON CONFLICT (id) DO UPDATE SET until = max(until, excluded.until)",
+        (until,),
+    )
+
+
+# Records per row when a version 1 file is rewritten.
+_UPGRADE_CHUNK: Final = 10_000
+
+
+def _upgrade_from_1(db: sqlite3.Connection) -> None:
+    """Rewrite version 1's row per record as version 2's rows of records, in one transaction."""
+    records: dict[int, tuple[int, int, int]] = {}
+    for key, created, registered, seen in db.execute(
+        "SELECT key, created, registered, seen FROM records ORDER BY id"
+    ):
+        records[key] = (created, registered, seen)
+    items = list(records.items())
+    db.execute("BEGIN IMMEDIATE")
+    for start in range(0, len(items), _UPGRADE_CHUNK):
+        chunk = items[start : start + _UPGRADE_CHUNK]
+        blob = b"".join(ROW.pack(key, reg, created, seen) for key, (created, reg, seen) in chunk)
+        written = max(created for _, (created, _, _) in chunk)
+        db.execute("INSERT INTO batches (written, records) VALUES (?, ?)", (written, blob))
+    db.execute("DROP TABLE records")
+    db.execute("COMMIT")
 
 
 def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:

@@ -8,8 +8,10 @@ CLOUDMAILIN_PURE_PYTHON=1 picks the pure one (see `exporter.native`).
 
 from __future__ import annotations
 
+import importlib
+import struct
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar, cast
 
 from exporter.native import compiled
 from exporter.timing import (
@@ -21,6 +23,7 @@ from exporter.timing import (
     UNMATCHED,
     Claim,
     Verdict,
+    message_digest,
 )
 
 # A record is packed into one int so that a pending message costs about 140
@@ -33,6 +36,12 @@ _REG_BITS: Final = 48
 _REG_FIELD: Final = (1 << _REG_BITS) - 1
 _SEEN_FIELD: Final = (1 << _MASK_BITS) - 1
 _CREATED_SHIFT: Final = _MASK_BITS + _REG_BITS
+
+
+# One record as a durable store logs it: key, registration milliseconds + 1
+# (0: none), creation second and kinds seen; little-endian, 24 bytes, the
+# compiled table's slot exactly.
+ROW: Final = struct.Struct("<qqII")
 
 
 def fields(value: int) -> tuple[int, int, int]:
@@ -63,12 +72,12 @@ class PureRecordTable:
         claims: Sequence[Claim],
         now: float,
         keys: Sequence[int] | None = None,
-        touched: dict[int, int] | None = None,
+        touched: bytearray | None = None,
     ) -> list[Verdict]:
         """`decide` for each claim in order, on packed records, inlined: this
         runs for every event. `keys` replaces the process-local key of each
         claim (a durable store needs keys that survive a restart); `touched`
-        collects the records written, packed, for a durable store to persist.
+        collects each record written as a ROW, for a durable store to persist.
         """
         records = self._records
         get = records.get
@@ -109,10 +118,9 @@ class PureRecordTable:
                 append(elapsed if elapsed >= 0 else NOTHING)
                 if bit & TERMINAL_BITS and not seen & TERMINAL_BITS:
                     pending -= 1
-            value = base | registered << _MASK_BITS | seen | bit
-            records[key] = value
+            records[key] = base | registered << _MASK_BITS | seen | bit
             if touched is not None:
-                touched[key] = value
+                touched += ROW.pack(key, registered, base >> _CREATED_SHIFT, seen | bit)
         self.pending = pending
         return verdicts
 
@@ -166,17 +174,39 @@ class Table(Protocol):
         claims: Sequence[Claim],
         now: float,
         keys: Sequence[int] | None = ...,
-        touched: dict[int, int] | None = ...,
+        touched: bytearray | None = ...,
     ) -> list[Verdict]: ...
     def load(self, records: Iterable[tuple[int, int]]) -> None: ...
     def items(self) -> list[tuple[int, int]]: ...
     def drop_oldest(self, count: int, before: float | None = ...) -> tuple[int, int]: ...
 
 
-def table_class() -> Callable[[], Table]:
-    """The compiled table when it is built and wanted, else the pure one."""
-    if compiled("exporter.stores._table"):
-        from exporter.stores._table import RecordTable  # noqa: PLC0415 - optional
+def pure_message_keys(claims: Sequence[Claim]) -> list[int]:
+    """Each claim's stable key (0 for NO_CLAIM): `message_digest` as a signed
+    64-bit integer, the key the SQLite store keeps records under."""
+    return [
+        int.from_bytes(message_digest(claim), "big", signed=True) if claim[2] >= 0 else 0
+        for claim in claims
+    ]
 
-        return RecordTable
-    return PureRecordTable
+
+T = TypeVar("T")
+
+
+def _compiled_or(name: str, pure: T) -> T:
+    """`name` from the compiled module when it is built and wanted, else `pure`."""
+    if compiled("exporter.stores._table"):
+        try:
+            module = importlib.import_module("exporter.stores._table")
+        except ImportError:
+            return pure
+        return cast("T", getattr(module, name))
+    return pure
+
+
+def table_class() -> Callable[[], Table]:
+    return _compiled_or("RecordTable", PureRecordTable)
+
+
+def message_keys_function() -> Callable[[Sequence[Claim]], list[int]]:
+    return _compiled_or("message_keys", pure_message_keys)
