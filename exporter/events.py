@@ -92,8 +92,9 @@ class KindCatalogue:
 
     def __init__(self, max_new_kinds: int) -> None:
         self._max_new = max_new_kinds
-        # Every name seen so far and its label.
-        self._resolved: dict[str, str] = {k: k for k in KNOWN_KINDS} | ALIASES
+        # Every name seen so far and its label; the ingest loop reads it
+        # directly for names it has seen.
+        self.resolved: dict[str, str] = {k: k for k in KNOWN_KINDS} | ALIASES
         self._new: set[str] = set()
 
     @property
@@ -103,7 +104,7 @@ class KindCatalogue:
     def resolve(self, raw: object) -> str | None:
         """The label for a kind, or None when it is malformed."""
         if type(raw) is str:
-            kind = self._resolved.get(raw)
+            kind = self.resolved.get(raw)
             if kind is not None:
                 return kind
             if KIND_PATTERN.fullmatch(raw) is None:
@@ -119,19 +120,19 @@ class KindCatalogue:
     def _admit(self, kind: str) -> str:
         if len(self._new) < self._max_new:
             self._new.add(kind)
-            self._resolved[kind] = kind
+            self.resolved[kind] = kind
             log.warning("new event kind counted under its own name", extra={"kind": kind})
             return kind
         # Remember the verdict so the log says it once and the label set
         # stays fixed from here on.
-        self._resolved[kind] = OTHER
+        self.resolved[kind] = OTHER
         log.warning("new event kind over the limit counted as other", extra={"kind": kind})
         return OTHER
 
     def _admit_code(self, code: int) -> str:
         key = f"#{code}"
-        if key not in self._resolved:
-            self._resolved[key] = OTHER
+        if key not in self.resolved:
+            self.resolved[key] = OTHER
             log.warning("unknown numeric event kind counted as other", extra={"code": code})
         return OTHER
 

@@ -12,15 +12,16 @@ apt_install() {
 }
 
 # ensure_venv SPEC STAMP: install SPEC (".", "-e .[test]") into .venv once per
-# change of pyproject.toml, constraints.txt or the compiled table's source
-# (an editable install builds the extension once; it must be rebuilt).
+# change of pyproject.toml, constraints.txt or the source of a compiled module
+# (an editable install builds the extensions once; they must be rebuilt).
 ensure_venv() {
   spec="$1"; stamp="$VENV/.$2"
   if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && "$PYTHON" -m venv "$VENV"; }
   fi
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/constraints.txt" -nt "$stamp" ] \
-    || [ "$ROOT/setup.py" -nt "$stamp" ] || [ "$ROOT/exporter/stores/_table.pyx" -nt "$stamp" ]; then
+    || [ "$ROOT/setup.py" -nt "$stamp" ] || [ "$ROOT/exporter/stores/_table.pyx" -nt "$stamp" ] \
+    || [ "$ROOT/exporter/ingest.py" -nt "$stamp" ]; then
     # shellcheck disable=SC2086 # the spec may be two words (-e .[test])
     (cd "$ROOT" && "$VENV/bin/pip" install -q -c constraints.txt $spec)
     touch "$stamp"

@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.events import KIND_INDEX, KNOWN_KINDS
-from exporter.native import PURE_ENV
 from exporter.stores._table import RecordTable as CompiledTable
 from exporter.stores._table import message_keys as compiled_message_keys
 from exporter.stores.table import (
@@ -186,15 +185,6 @@ def test_process_local_keys_tell_messages_and_recipients_apart(table_class: Tabl
     verdicts = table.apply(claims, 10.0)
     assert len(table) == 3
     assert verdicts[3] != verdicts[0]  # the repeat is a duplicate
-
-
-def test_pure_twin_is_what_runs_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from exporter import native  # noqa: PLC0415 - reads the environment when called
-
-    monkeypatch.setenv(PURE_ENV, "1")
-    assert not native.available()
-    monkeypatch.setenv(PURE_ENV, "0")
-    assert native.available()
 
 
 @settings(max_examples=500, deadline=None)

@@ -1,0 +1,68 @@
+"""The compiled modules are built, current, and what runs unless the pure
+code is asked for; the pure code is what runs when it is."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter import native
+
+PROBE = """
+import json, exporter.ingest, exporter.stores.table as t, exporter.native as n
+print(json.dumps({"ingest": exporter.ingest.__file__, "table": t.table_class().__module__,
+                  "keys": t.message_keys_function().__module__, "available": n.available()}))
+"""
+
+
+def probe(pure: str | None) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if k != native.PURE_ENV}
+    if pure is not None:
+        env[native.PURE_ENV] = pure
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    result: dict[str, object] = json.loads(out)
+    return result
+
+
+def test_the_install_built_every_compiled_module() -> None:
+    for module in native.MODULES:
+        spec = importlib.util.find_spec(module)
+        assert spec is not None
+        assert spec.origin is not None
+        assert native._is_extension(spec.origin), spec.origin
+
+
+@pytest.mark.parametrize("pure", [None, "0"])
+def test_compiled_code_runs_by_default(pure: str | None) -> None:
+    seen = probe(pure)
+    assert str(seen["ingest"]).endswith(".so")
+    assert seen["table"] == seen["keys"] == "exporter.stores._table"
+    assert seen["available"] is True
+
+
+def test_pure_code_runs_when_asked() -> None:
+    seen = probe("1")
+    assert str(seen["ingest"]).endswith("ingest.py")
+    assert seen["table"] == seen["keys"] == "exporter.stores.table"
+    assert seen["available"] is False
+
+
+def test_compiled_modules_are_not_older_than_their_source() -> None:
+    # An editable install compiles once: a stale build would run old code.
+    for module in native.MODULES:
+        spec = importlib.util.find_spec(module)
+        assert spec is not None
+        assert spec.origin is not None
+        suffix = ".py" if module in native.FROM_SOURCE else ".pyx"
+        source = Path(spec.origin).with_name(module.rpartition(".")[2] + suffix)
+        assert Path(spec.origin).stat().st_mtime >= source.stat().st_mtime, (
+            f"{spec.origin} is older than {source}: reinstall (sh scripts/test.sh does)"
+        )
