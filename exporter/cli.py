@@ -119,6 +119,9 @@ async def serve(settings: Settings) -> int:
         access_log=settings.access_log,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         server_header=False,
+        # Nothing here uses the client's address, so X-Forwarded-* headers
+        # are not worth a middleware on every webhook.
+        proxy_headers=False,
         # The webhook is the only client that matters; CloudMailin keeps
         # connections alive between batches.
         timeout_keep_alive=30,
