@@ -166,12 +166,12 @@ class Ingest:
             domain = decided.get(raw_domain) if at_sign else None
             if domain is None or domain is OTHER:
                 domain = label(recipient)
-            key = (kind, domain)
-            seen = events.get(key)
-            if seen is None:
+            by_kind = events.get(domain)
+            seen = None if by_kind is None else by_kind.get(kind)
+            if by_kind is None or seen is None:
                 count(kind, domain)
             else:
-                events[key] = seen + 1
+                by_kind[kind] = seen + 1
             accepted += 1
             if verdict >= 0:
                 # Histogram.observe, inlined: every timing histogram has the

@@ -117,7 +117,9 @@ class ExporterMetrics(Collector):
         self.kinds = kinds
         self.domains = domains
         self.store = store
-        self.events: dict[tuple[str, str], int] = {}
+        # Accepted events: domain -> kind -> count. Nested rather than keyed
+        # by (kind, domain) so that counting an event builds no tuple.
+        self.events: dict[str, dict[str, int]] = {}
         self.to_delivery: dict[str, Histogram] = {}
         self.since_registration = {k: Histogram(DELIVERY_BUCKETS) for k in TIMED_KINDS}
         self.unmatched = dict.fromkeys(TIMED_KINDS, 0)
@@ -133,29 +135,31 @@ class ExporterMetrics(Collector):
 
     def add_domain(self, domain: str) -> None:
         """Create a domain's series at 0, so its first bounce shows in rate()."""
+        by_kind = self.events.setdefault(domain, {})
         for kind in KNOWN_KINDS:
-            self.events.setdefault((kind, domain), 0)
+            by_kind.setdefault(kind, 0)
         self.to_delivery.setdefault(domain, Histogram(DELIVERY_BUCKETS))
 
     def count_event(self, kind: str, domain: str) -> None:
-        key = (kind, domain)
-        count = self.events.get(key)
-        if count is None:
+        by_kind = self.events.get(domain)
+        if by_kind is None:
             self.add_domain(domain)
-            count = self.events.get(key, 0)
-        self.events[key] = count + 1
+            by_kind = self.events[domain]
+        by_kind[kind] = by_kind.get(kind, 0) + 1
 
     def totals(self) -> dict[str, int]:
         """Accepted events by kind, for the landing page."""
         out = dict.fromkeys(KNOWN_KINDS, 0)
-        for (kind, _), count in self.events.items():
-            out[kind] = out.get(kind, 0) + count
+        for by_kind in self.events.values():
+            for kind, count in by_kind.items():
+                out[kind] = out.get(kind, 0) + count
         return out
 
     def families(self) -> Iterator[Family]:
         """Every family with its current series, in exposition order."""
         yield Family("events", "counter", "Accepted CloudMailin events.", ("kind", "domain"),
-                     sorted(self.events.items()))  # fmt: skip
+                     sorted(((kind, domain), count) for domain, by_kind in self.events.items()
+                            for kind, count in by_kind.items()))  # fmt: skip
         yield _by_one("unmatched_events", "Events to be timed whose message's registration was "
                       "never seen.", "kind", self.unmatched)  # fmt: skip
         yield _by_one("duplicate_events", "Events recognised as re-deliveries and not counted "
