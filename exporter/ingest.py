@@ -8,7 +8,6 @@ same validation rules readably, and tests hold the two to each other.
 
 from __future__ import annotations
 
-import hashlib
 from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Final
@@ -121,8 +120,7 @@ class Ingest:
             return summary
         metrics = self.metrics
         duplicates = metrics.duplicates
-        body_key = hashlib.blake2b(body, digest_size=16).digest()
-        outcome = await self.store.guarded_apply(body_key, valid, now)
+        outcome = await self.store.guarded_apply(body, valid, now)
         if outcome is not None and outcome.body_seen:
             for event in valid:
                 duplicates[event[4]] = duplicates.get(event[4], 0) + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -14,6 +15,12 @@ log = logging.getLogger(__name__)
 
 OPERATIONS = ("connect", "read", "write", "expire")
 EVICTION_REASONS = ("expired", "capacity")
+
+
+def body_digest(body: bytes) -> bytes:
+    """128 bits of BLAKE2b: how the durable stores remember a request body,
+    the same in every process and replica."""
+    return hashlib.blake2b(body, digest_size=16).digest()
 
 
 class StoreError(Exception):
@@ -58,21 +65,23 @@ class StateStore(ABC):
         """Flush and close."""
 
     @abstractmethod
-    async def apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
-        """Atomically check the body and apply every claim with `decide`."""
+    async def apply(self, body: bytes, claims: Sequence[Claim], now: float) -> Outcome:
+        """Atomically check the body (seen within the window: a retry) and
+        apply every claim with `decide`. Each store remembers bodies by a
+        digest of its choosing."""
 
     @abstractmethod
     async def maintain(self, now: float) -> None:
         """Expire old entries and refresh `pending`; reconnect if needed."""
 
     async def guarded_apply(
-        self, body_key: bytes, claims: Sequence[Claim], now: float
+        self, body: bytes, claims: Sequence[Claim], now: float
     ) -> Outcome | None:
         """`apply`, or None when the store failed; counting must go on regardless."""
         if not self.remote:
-            return await self.apply(body_key, claims, now)
+            return await self.apply(body, claims, now)
         try:
-            outcome = await asyncio.wait_for(self.apply(body_key, claims, now), self.timeout)
+            outcome = await asyncio.wait_for(self.apply(body, claims, now), self.timeout)
         except TimeoutError:
             self._failed("write", "timed out")
             return None

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from exporter.stores.base import Outcome, StateStore, StoreError
+from exporter.stores.base import Outcome, StateStore, StoreError, body_digest
 from exporter.timing import DUPLICATE, NOTHING, Claim, Record, decide, message_digest
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,10 @@ class RedisStore(StateStore):
             raise StoreError("connect", "store is not open")
         return self._client
 
-    async def apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
+    async def apply(self, body: bytes, claims: Sequence[Claim], now: float) -> Outcome:
         made = [i for i, claim in enumerate(claims) if claim[2] >= 0]
         try:
-            outcome = await self._apply(body_key, [claims[i] for i in made], now)
+            outcome = await self._apply(body_digest(body), [claims[i] for i in made], now)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise StoreError("connect", str(exc)) from exc
         except RedisError as exc:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from exporter.stores.base import Outcome, StateStore, StoreError
+from exporter.stores.base import Outcome, StateStore, StoreError, body_digest
 from exporter.stores.memory import MemoryStore
 from exporter.stores.table import ROW, fields, message_keys_function, packed, pure_message_keys
 from exporter.timing import Claim
@@ -207,9 +207,10 @@ class SQLiteStore(StateStore):
 
     # --- store operations --------------------------------------------------
 
-    async def apply(self, body_key: bytes, claims: Sequence[Claim], now: float) -> Outcome:
+    async def apply(self, body: bytes, claims: Sequence[Claim], now: float) -> Outcome:
         touched = bytearray()
         keys = self._keys(claims)
+        body_key = body_digest(body)
         outcome = self._memory.apply_now(body_key, claims, now, keys, touched)
         if outcome.body_seen:
             return outcome
