@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging.config
 import sys
@@ -111,6 +112,12 @@ async def serve(settings: Settings) -> int:
         print(f"cloudmailin-exporter: state store: {exc}", file=sys.stderr)
         return 2
     app = create_app(settings, CollectorRegistry(), store)
+    # What exists now (modules, the app, a loaded store) lives as long as the
+    # process: keep it out of every garbage collection from here on. Each
+    # webhook allocates thousands of short-lived tuples and dicts, and
+    # collecting the young generation must not walk the whole heap too.
+    gc.collect()
+    gc.freeze()
     config = uvicorn.Config(
         app,
         host=settings.host,
