@@ -12,6 +12,7 @@ messages that difference is most of a webhook's time. A ring of keys keeps
 creation order, for expiry and capacity eviction oldest first.
 """
 
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Resize
 from cpython.object cimport PyObject_Hash
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport int64_t, uint32_t, uint64_t
@@ -206,6 +207,7 @@ cdef class RecordTable:
         cdef bint new
         cdef uint64_t local[PREFETCH_BATCH]
         cdef uint64_t* hashed = local
+        cdef Py_ssize_t size
         if n > PREFETCH_BATCH:
             hashed = <uint64_t*>malloc(n * sizeof(uint64_t))
             if hashed == NULL:
@@ -269,7 +271,9 @@ cdef class RecordTable:
                 self.slots[i].seen = seen | bit
                 if touched is not None:
                     # The slot's bytes are table.ROW (checked by the tests).
-                    touched.extend((<char*>&self.slots[i])[:sizeof(Slot)])
+                    size = len(touched)
+                    PyByteArray_Resize(touched, size + sizeof(Slot))
+                    memcpy(PyByteArray_AS_STRING(touched) + size, &self.slots[i], sizeof(Slot))
         finally:
             if hashed != local:
                 free(hashed)

@@ -81,7 +81,9 @@ class StateStore(ABC):
         if not self.remote:
             return await self.apply(body, claims, now)
         try:
-            outcome = await asyncio.wait_for(self.apply(body, claims, now), self.timeout)
+            # asyncio.timeout, not wait_for: no task is created per request.
+            async with asyncio.timeout(self.timeout):
+                outcome = await self.apply(body, claims, now)
         except TimeoutError:
             self._failed("write", "timed out")
             return None
@@ -96,7 +98,8 @@ class StateStore(ABC):
             await self.maintain(now)
             return
         try:
-            await asyncio.wait_for(self.maintain(now), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await self.maintain(now)
         except TimeoutError:
             self._failed("expire", "timed out")
         except StoreError as exc:
