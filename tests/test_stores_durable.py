@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 import threading
@@ -14,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.events import KIND_INDEX
+from exporter.stores.base import body_digest
 from exporter.stores.sqlite import SQLiteStore, message_key
 from exporter.timing import UNMATCHED, Claim
 from tests.servers import exporter_process
@@ -143,6 +145,9 @@ PRAGMA user_version = 1;
 """
 
 
+RETRIED = json.dumps({"events": [event("open", "v0")]}).encode()
+
+
 def test_a_version_1_file_is_upgraded_and_keeps_its_messages(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     registered = time.time() - 60
@@ -156,9 +161,18 @@ def test_a_version_1_file_is_upgraded_and_keeps_its_messages(tmp_path: Path) -> 
                        row[:2])  # fmt: skip
             db.execute("INSERT INTO records (key, created, registered, seen) VALUES (?, ?, ?, ?)",
                        row)  # fmt: skip
+        # A body answered before the upgrade: its retry afterwards is a duplicate.
+        db.execute("INSERT INTO bodies (key, seen_at) VALUES (?, ?)",
+                   (body_digest(RETRIED), registered))  # fmt: skip
     env = {"CLOUDMAILIN_EXPORTER_STATE_URL": f"sqlite:///{path}"}
     with exporter_process(tmp_path, env) as upgraded:
         assert total(scrape(upgraded.url), "cloudmailin_pending_messages") == 30
+        retry = httpx.post(
+            upgraded.url + "/events",
+            content=RETRIED,
+            headers={"Content-Type": "application/json"},
+        )
+        assert retry.json() == {"accepted": 0, "rejected": 0, "duplicates": 1}
         httpx.post(
             upgraded.url + "/events",
             json={"events": [event("delivery", f"v{i}") for i in range(30)]},
@@ -169,7 +183,7 @@ def test_a_version_1_file_is_upgraded_and_keeps_its_messages(tmp_path: Path) -> 
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (2,)
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-        assert "records" not in tables
+        assert not {"records", "bodies"} & tables
 
 
 def test_records_evicted_for_capacity_stay_gone_after_a_restart(tmp_path: Path) -> None:

@@ -371,46 +371,50 @@ cdef inline uint64_t rotr(uint64_t x, int n) noexcept nogil:
     return (x >> n) | (x << (64 - n))
 
 
-cdef inline void g(uint64_t* v, int a, int b, int c, int d, uint64_t x, uint64_t y) noexcept nogil:
-    v[a] = v[a] + v[b] + x
-    v[d] = rotr(v[d] ^ v[a], 32)
-    v[c] = v[c] + v[d]
-    v[b] = rotr(v[b] ^ v[c], 24)
-    v[a] = v[a] + v[b] + y
-    v[d] = rotr(v[d] ^ v[a], 16)
-    v[c] = v[c] + v[d]
-    v[b] = rotr(v[b] ^ v[c], 63)
+cdef inline void g(uint64_t* a, uint64_t* b, uint64_t* c, uint64_t* d,
+                   uint64_t x, uint64_t y) noexcept nogil:
+    # On pointers to compress()'s locals: once inlined, they stay in registers.
+    a[0] = a[0] + b[0] + x
+    d[0] = rotr(d[0] ^ a[0], 32)
+    c[0] = c[0] + d[0]
+    b[0] = rotr(b[0] ^ c[0], 24)
+    a[0] = a[0] + b[0] + y
+    d[0] = rotr(d[0] ^ a[0], 16)
+    c[0] = c[0] + d[0]
+    b[0] = rotr(b[0] ^ c[0], 63)
 
 
 cdef void compress(uint64_t* h, const unsigned char* block, uint64_t t, bint last) noexcept nogil:
     cdef uint64_t m[16]
-    cdef uint64_t v[16]
-    cdef int i, r
+    cdef int r
     cdef const unsigned char* s
-    for i in range(16):
-        # Message words are little-endian whatever the machine.
-        m[i] = (<uint64_t>block[8 * i] | <uint64_t>block[8 * i + 1] << 8
-                | <uint64_t>block[8 * i + 2] << 16 | <uint64_t>block[8 * i + 3] << 24
-                | <uint64_t>block[8 * i + 4] << 32 | <uint64_t>block[8 * i + 5] << 40
-                | <uint64_t>block[8 * i + 6] << 48 | <uint64_t>block[8 * i + 7] << 56)
-    for i in range(8):
-        v[i] = h[i]
-        v[i + 8] = IV[i]
-    v[12] ^= t  # the high half of the byte counter stays 0 below 2**64 bytes
+    # Message words are little-endian, as is this machine (checked at import).
+    memcpy(m, block, 128)
+    cdef uint64_t v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3]
+    cdef uint64_t v4 = h[4], v5 = h[5], v6 = h[6], v7 = h[7]
+    cdef uint64_t v8 = IV[0], v9 = IV[1], v10 = IV[2], v11 = IV[3]
+    cdef uint64_t v12 = IV[4] ^ t, v13 = IV[5], v14 = IV[6], v15 = IV[7]
+    # (the high half of the byte counter stays 0 below 2**64 bytes)
     if last:
-        v[14] = ~v[14]
+        v14 = ~v14
     for r in range(12):
         s = SIGMA[r % 10]
-        g(v, 0, 4, 8, 12, m[s[0]], m[s[1]])
-        g(v, 1, 5, 9, 13, m[s[2]], m[s[3]])
-        g(v, 2, 6, 10, 14, m[s[4]], m[s[5]])
-        g(v, 3, 7, 11, 15, m[s[6]], m[s[7]])
-        g(v, 0, 5, 10, 15, m[s[8]], m[s[9]])
-        g(v, 1, 6, 11, 12, m[s[10]], m[s[11]])
-        g(v, 2, 7, 8, 13, m[s[12]], m[s[13]])
-        g(v, 3, 4, 9, 14, m[s[14]], m[s[15]])
-    for i in range(8):
-        h[i] ^= v[i] ^ v[i + 8]
+        g(&v0, &v4, &v8, &v12, m[s[0]], m[s[1]])
+        g(&v1, &v5, &v9, &v13, m[s[2]], m[s[3]])
+        g(&v2, &v6, &v10, &v14, m[s[4]], m[s[5]])
+        g(&v3, &v7, &v11, &v15, m[s[6]], m[s[7]])
+        g(&v0, &v5, &v10, &v15, m[s[8]], m[s[9]])
+        g(&v1, &v6, &v11, &v12, m[s[10]], m[s[11]])
+        g(&v2, &v7, &v8, &v13, m[s[12]], m[s[13]])
+        g(&v3, &v4, &v9, &v14, m[s[14]], m[s[15]])
+    h[0] ^= v0 ^ v8
+    h[1] ^= v1 ^ v9
+    h[2] ^= v2 ^ v10
+    h[3] ^= v3 ^ v11
+    h[4] ^= v4 ^ v12
+    h[5] ^= v5 ^ v13
+    h[6] ^= v6 ^ v14
+    h[7] ^= v7 ^ v15
 
 
 cdef uint64_t blake2b_64(const unsigned char* data, size_t n) noexcept nogil:

@@ -5,9 +5,9 @@ in a MemoryStore as well and decides there, as fast as the memory store;
 SQLite is where each request's changed records are committed before it is
 answered, and where they are read back from at start-up.
 
-The file is a log: each request appends one row holding the new state of
-every record it changed (24 bytes each, `table.ROW`, written by the record
-table itself), and start-up folds the rows in order. Message keys are
+The file is a log: each request appends one row holding its body's digest
+and the new state of every record it changed (24 bytes each, `table.ROW`,
+written by the record table itself), and start-up folds the rows in order. Message keys are
 random, so updating a row per record in place would dirty a random page per
 event; one row per request dirties the last page or two and costs SQLite one
 insert instead of a hundred. A row leaves when every record in it has: at
@@ -49,6 +49,7 @@ SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY,
     written INTEGER NOT NULL,
+    body BLOB NOT NULL,
     records BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS batches_written ON batches (written);
@@ -56,12 +57,6 @@ CREATE TABLE IF NOT EXISTS evicted (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     until INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS bodies (
-    id INTEGER PRIMARY KEY,
-    key BLOB NOT NULL,
-    seen_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS bodies_seen_at ON bodies (seen_at);
 """
 
 
@@ -144,7 +139,7 @@ class SQLiteStore(StateStore):
             for key, registered, created, seen in ROW.iter_unpack(blob):
                 records[key] = packed(created, registered, seen)
         kept = [(key, value) for key, value in records.items() if fields(value)[0] > floor]
-        bodies = list(db.execute("SELECT key, seen_at FROM bodies ORDER BY id"))
+        bodies = list(db.execute("SELECT body, written FROM batches WHERE body != x'' ORDER BY id"))
         self._memory.load(kept, bodies)
         return db
 
@@ -190,11 +185,9 @@ class SQLiteStore(StateStore):
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            for job in group:
-                job.loop.call_soon_threadsafe(_settle, job.future, exc)
+            _answer(group, exc)
             return
-        for job in group:
-            job.loop.call_soon_threadsafe(_settle, job.future, None)
+        _answer(group, None)
 
     async def _write(self, write: Callable[[sqlite3.Connection], None]) -> None:
         """Run `write` in the next group transaction; return once it is committed."""
@@ -219,11 +212,10 @@ class SQLiteStore(StateStore):
         written = int(now)
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO bodies (key, seen_at) VALUES (?, ?)", (body_key, now))
-            if touched:
-                db.execute(
-                    "INSERT INTO batches (written, records) VALUES (?, ?)", (written, touched)
-                )
+            db.execute(
+                "INSERT INTO batches (written, body, records) VALUES (?, ?, ?)",
+                (written, body_key, touched),
+            )
             if evicted_until is not None:
                 _evict(db, evicted_until)
 
@@ -241,7 +233,6 @@ class SQLiteStore(StateStore):
 
         def write(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM batches WHERE written < ?", (cutoff,))
-            db.execute("DELETE FROM bodies WHERE seen_at < ?", (cutoff,))
 
         try:
             await self._write(write)
@@ -284,16 +275,33 @@ def _upgrade_from_1(db: sqlite3.Connection) -> None:
         chunk = items[start : start + _UPGRADE_CHUNK]
         blob = b"".join(ROW.pack(key, reg, created, seen) for key, (created, reg, seen) in chunk)
         written = max(created for _, (created, _, _) in chunk)
-        db.execute("INSERT INTO batches (written, records) VALUES (?, ?)", (written, blob))
+        db.execute(
+            "INSERT INTO batches (written, body, records) VALUES (?, x'', ?)", (written, blob)
+        )
+    db.execute(
+        "INSERT INTO batches (written, body, records)"
+        " SELECT CAST(seen_at AS INTEGER), key, x'' FROM bodies ORDER BY id"
+    )
     db.execute("DROP TABLE records")
+    db.execute("DROP TABLE bodies")
     db.execute("COMMIT")
 
 
-def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
-    # A caller that timed out has stopped waiting; the write stands anyway.
-    if future.done():
-        return
-    if exc is None:
-        future.set_result(None)
-    else:
-        future.set_exception(exc)
+def _answer(group: list[_Job], exc: BaseException | None) -> None:
+    """Settle the group's futures: one wake-up of each event loop, not one per job."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for job in group:
+        by_loop.setdefault(job.loop, []).append(job.future)
+    for loop, futures in by_loop.items():
+        loop.call_soon_threadsafe(_settle, futures, exc)
+
+
+def _settle(futures: list[asyncio.Future[None]], exc: BaseException | None) -> None:
+    for future in futures:
+        # A caller that timed out has stopped waiting; the write stands anyway.
+        if future.done():
+            continue
+        if exc is None:
+            future.set_result(None)
+        else:
+            future.set_exception(exc)
