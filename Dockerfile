@@ -2,17 +2,17 @@
 # cloudmailin-exporter: a small, non-root image with only the runtime dependencies.
 
 # Pinned to a patch release of the Python the tests run on. The build stage
-# is the full image, for its C compiler (the record table is compiled with
+# is the full image, for its C compiler (two modules are compiled with
 # Cython); the runtime stage is the slim image of the same release and Debian.
 FROM python:3.11.11-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml setup.py constraints.txt README.md ./
 COPY exporter ./exporter
 # The README's install path: the pinned constraints, the package, no test
-# extras; then refuse an image whose compiled table failed to build.
+# extras; then refuse an image whose compiled modules failed to build.
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt . \
-    && /opt/venv/bin/python -c "import sys; from exporter import native; sys.exit(0 if native.available() else 'compiled record table missing')"
+    && /opt/venv/bin/python -c "import sys; from exporter import native; sys.exit(0 if native.available() else 'compiled modules missing')"
 
 FROM python:3.11.11-slim-bookworm
 RUN groupadd --system --gid 10001 exporter \
