@@ -66,3 +66,27 @@ def test_compiled_modules_are_not_older_than_their_source() -> None:
         assert Path(spec.origin).stat().st_mtime >= source.stat().st_mtime, (
             f"{spec.origin} is older than {source}: reinstall (sh scripts/test.sh does)"
         )
+
+
+def test_an_install_without_a_c_compiler_runs_the_pure_code(tmp_path: Path) -> None:
+    # The README promises that pip install works where nothing can be
+    # compiled; CC=false is a compiler that always fails.
+    root = Path(__file__).resolve().parent.parent
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {**os.environ, "CC": "false", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env.pop(native.PURE_ENV, None)
+    installed = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "-c", str(root / "constraints.txt"),
+         str(root)],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    seen = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", PROBE],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    result = json.loads(seen)
+    assert result["available"] is False
+    assert str(result["ingest"]).endswith("ingest.py")
+    assert result["table"] == result["keys"] == "exporter.stores.table"
