@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.events import KIND_INDEX
 from exporter.stores.base import body_digest
-from exporter.stores.sqlite import SQLiteStore, message_key
+from exporter.stores.sqlite import SQLiteStore
+from exporter.stores.table import pure_message_keys
 from exporter.timing import UNMATCHED, Claim
 from tests.servers import exporter_process
 from tests.test_cli import run_cli
@@ -155,7 +156,7 @@ def test_a_version_1_file_is_upgraded_and_keeps_its_messages(tmp_path: Path) -> 
         db.executescript(V1_SCHEMA)
         for i in range(30):
             claim = (f"v{i}", f"v{i}@durable.example", KIND_INDEX["registration"], 0.0, "")
-            row = (message_key(claim), int(registered), int(registered * 1000) + 1, 1)
+            row = (pure_message_keys([claim])[0], int(registered), int(registered * 1000) + 1, 1)
             # An older state of the same message first: the later row must win.
             db.execute("INSERT INTO records (key, created, registered, seen) VALUES (?, ?, 0, 0)",
                        row[:2])  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from exporter.stores.base import Outcome, StateStore
@@ -57,7 +57,7 @@ class MemoryStore(StateStore):
         return Outcome(body_seen=False, verdicts=verdicts)
 
     def load(
-        self, records: Sequence[tuple[int, int]], bodies: Sequence[tuple[bytes, float]]
+        self, records: Iterable[tuple[int, int]], bodies: Iterable[tuple[bytes, float]]
     ) -> None:
         """Fill an empty store, oldest first, from what a durable store kept."""
         self.table.load(records)

@@ -33,7 +33,7 @@ from typing import Final
 
 from exporter.stores.base import Outcome, StateStore, StoreError, body_digest
 from exporter.stores.memory import MemoryStore
-from exporter.stores.table import ROW, fields, message_keys_function, packed, pure_message_keys
+from exporter.stores.table import ROW, message_keys_function, packed
 from exporter.timing import Claim
 
 # Most webhooks applied in one transaction: enough to absorb every request a
@@ -58,12 +58,6 @@ CREATE TABLE IF NOT EXISTS evicted (
     until INTEGER NOT NULL
 );
 """
-
-
-def message_key(claim: Claim) -> int:
-    """The claim's digest as a signed 64-bit SQLite integer."""
-    (key,) = pure_message_keys([claim])
-    return key
 
 
 def path_from_url(url: str) -> Path:
@@ -132,15 +126,18 @@ class SQLiteStore(StateStore):
             _upgrade_from_1(db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         (floor,) = db.execute("SELECT coalesce(max(until), -1) FROM evicted").fetchone()
-        # Later rows of a key are its later states: folding in order leaves
-        # the newest, at the position of the first (its creation).
-        records: dict[int, int] = {}
-        for (blob,) in db.execute("SELECT records FROM batches ORDER BY id"):
-            for key, registered, created, seen in ROW.iter_unpack(blob):
-                records[key] = packed(created, registered, seen)
-        kept = [(key, value) for key, value in records.items() if fields(value)[0] > floor]
+        # Later rows of a key are its later states: the table's load folds
+        # them in order, leaving the newest at the position of the first (its
+        # creation). A record's creation second never changes, so the
+        # eviction floor can be applied row by row.
+        records = (
+            (key, packed(created, registered, seen))
+            for (blob,) in db.execute("SELECT records FROM batches ORDER BY id")
+            for key, registered, created, seen in ROW.iter_unpack(blob)
+            if created > floor
+        )
         bodies = list(db.execute("SELECT body, written FROM batches WHERE body != x'' ORDER BY id"))
-        self._memory.load(kept, bodies)
+        self._memory.load(records, bodies)
         return db
 
     async def stop(self) -> None:
