@@ -21,7 +21,7 @@ ensure_venv() {
   fi
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/constraints.txt" -nt "$stamp" ] \
     || [ "$ROOT/setup.py" -nt "$stamp" ] || [ "$ROOT/exporter/stores/_table.pyx" -nt "$stamp" ] \
-    || [ "$ROOT/exporter/ingest.py" -nt "$stamp" ]; then
+    || [ "$ROOT/exporter/ingest.py" -nt "$stamp" ] || [ "$ROOT/exporter/ingest.pxd" -nt "$stamp" ]; then
     # shellcheck disable=SC2086 # the spec may be two words (-e .[test])
     (cd "$ROOT" && "$VENV/bin/pip" install -q -c constraints.txt $spec)
     touch "$stamp"
