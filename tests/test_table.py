@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from exporter.events import KIND_INDEX, KNOWN_KINDS
 from exporter.stores._table import RecordTable as CompiledTable
+from exporter.stores._table import body_digest as compiled_body_digest
 from exporter.stores._table import message_keys as compiled_message_keys
+from exporter.stores.base import body_digest
 from exporter.stores.table import (
     ROW,
     PureRecordTable,
@@ -209,3 +211,14 @@ def test_compiled_message_keys_are_blake2b_like_the_pure_ones(
         return
     assert compiled_message_keys(claims) == expected
     assert [k == 0 for k in expected] == [i == NO_CLAIM for _, _, i in parts] or 0 in expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.binary(max_size=600)
+    # Around the 128-byte block: the last block is compressed differently.
+    | st.integers(1, 3).flatmap(lambda k: st.binary(min_size=128 * k - 1, max_size=128 * k + 1))
+    | st.binary(min_size=20_000, max_size=40_000)
+)
+def test_compiled_body_digest_is_hashlibs(body: bytes) -> None:
+    assert compiled_body_digest(body) == body_digest(body)

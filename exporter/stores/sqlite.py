@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from exporter.stores.base import Outcome, StateStore, StoreError, body_digest
+from exporter.stores.base import Outcome, StateStore, StoreError
 from exporter.stores.memory import MemoryStore
-from exporter.stores.table import ROW, message_keys_function, packed
+from exporter.stores.table import ROW, body_digest_function, message_keys_function, packed
 from exporter.timing import Claim
 
 # Most webhooks applied in one transaction: enough to absorb every request a
@@ -80,6 +80,7 @@ class SQLiteStore(StateStore):
         self.path = path
         self._memory = MemoryStore(ttl, max_entries)
         self._keys = message_keys_function()
+        self._digest = body_digest_function()
         self._memory.dropped_until = -1
         # The memory store counts evictions; this store reports them.
         self.evicted = self._memory.evicted
@@ -200,7 +201,7 @@ class SQLiteStore(StateStore):
     async def apply(self, body: bytes, claims: Sequence[Claim], now: float) -> Outcome:
         touched = bytearray()
         keys = self._keys(claims)
-        body_key = body_digest(body)
+        body_key = self._digest(body)
         outcome = self._memory.apply_now(body_key, claims, now, keys, touched)
         if outcome.body_seen:
             return outcome

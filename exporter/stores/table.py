@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Final, Protocol, TypeVar, cast
 
 from exporter.native import compiled
+from exporter.stores.base import body_digest
 from exporter.timing import (
     DUPLICATE,
     NOTHING,
@@ -210,3 +211,7 @@ def table_class() -> Callable[[], Table]:
 
 def message_keys_function() -> Callable[[Sequence[Claim]], list[int]]:
     return _compiled_or("message_keys", pure_message_keys)
+
+
+def body_digest_function() -> Callable[[bytes], bytes]:
+    return _compiled_or("body_digest", body_digest)
