@@ -91,6 +91,17 @@ def measured(
         return result
 
 
+def run_once(
+    name: str, url: str | None, batch: int, seconds: float, rate: float = 0
+) -> dict[str, Any]:
+    """`measured` for the ceiling or a store; a SQLite store starts from an empty file."""
+    if url is None:
+        return measured("ceiling", None, batch, seconds, rate)
+    if name == "sqlite":
+        Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+    return measured("exporter", url, batch, seconds, rate)
+
+
 def settled(url: str, timeout: float = 10) -> float:
     """`counted`, once two reads 0.2 s apart agree."""
     deadline = time.monotonic() + timeout
@@ -144,13 +155,18 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmpdir)
         urls = state_urls(stack, tmp, stores)
         for batch in (100, 1):
-            runs: dict[str, list[dict[str, Any]]] = {"ceiling": [], **{s: [] for s in urls}}
+            names = ("ceiling", *urls)
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+            halves: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
             for _ in range(args.rounds):
-                runs["ceiling"].append(measured("ceiling", None, batch, args.seconds))
-                for store, url in urls.items():
-                    if store == "sqlite":
-                        Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
-                    runs[store].append(measured("exporter", url, batch, args.seconds))
+                for name in names:
+                    runs[name].append(run_once(name, urls.get(name), batch, args.seconds))
+                # Latency at half of saturation: offer half of this round's
+                # requests/s, in the same round so that drift hits both alike.
+                for name in names:
+                    half = runs[name][-1]["rps"] / 2
+                    res = run_once(name, urls.get(name), batch, args.seconds, half)
+                    halves[name].append({"offered_rps": half, **res})
             ceiling_eps = median(runs["ceiling"], "eps")
             ceiling_rps = median(runs["ceiling"], "rps")
             entry: dict[str, Any] = {}
@@ -162,15 +178,16 @@ def main(argv: list[str] | None = None) -> int:
                     "p99_ms": median(results, "p99_ms"),
                     "ratio_eps": median(results, "eps") / ceiling_eps,
                     "ratio_rps": median(results, "rps") / ceiling_rps,
-                    "counted_ok": all(r.get("counted_ok", True) for r in results),
+                    "counted_ok": all(r.get("counted_ok", True) for r in [*results, *halves[name]]),
                     "runs": results,
+                    "half": {
+                        "offered_rps": median(halves[name], "offered_rps"),
+                        "rps": median(halves[name], "rps"),
+                        "p50_ms": median(halves[name], "p50_ms"),
+                        "p99_ms": median(halves[name], "p99_ms"),
+                        "runs": halves[name],
+                    },
                 }
-            # Latency at half of saturation: offer half the measured requests/s.
-            for name in ("ceiling", *urls):
-                half = entry[name]["rps"] / 2
-                kind = "ceiling" if name == "ceiling" else "exporter"
-                res = measured(kind, urls.get(name), batch, args.seconds, half)
-                entry[name]["half"] = {"offered_rps": half, **res}
             report["batches"][str(batch)] = entry
         with server("exporter", "memory://") as srv:
             wrk(srv.url, 100, max(2.0, args.seconds / 2))

@@ -29,8 +29,13 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
             assert numbers["half"]["offered_rps"] > 0
         # Every event of every completed request was counted by the exporter.
         assert entry["memory"]["counted_ok"]
-        for run in entry["memory"]["runs"]:
+        for run in [*entry["memory"]["runs"], *entry["memory"]["half"]["runs"]]:
             assert run["counted"] >= run["sent_completed"] > 0
+        # Half load is measured in every round, at half of that round's rate.
+        for numbers in entry.values():
+            assert len(numbers["half"]["runs"]) == report["rounds"] == len(numbers["runs"])
+            for run, half in zip(numbers["runs"], numbers["half"]["runs"], strict=True):
+                assert half["offered_rps"] == run["rps"] / 2
     assert report["batches"]["1"]["memory"]["eps"] == report["batches"]["1"]["memory"]["rps"]
     assert report["scrape"]["series"] > 1000
     assert report["footprint"]["memory_bytes_per_pending"] > 0
