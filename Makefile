@@ -28,8 +28,11 @@ generate: test-venv
 previews: test-venv
 	UPDATE_PREVIEWS=1 $(BIN)/pytest -q tests/test_dashboards.py -k preview
 
+# The run recorded in the README's Performance section (about 30 minutes);
+# `make bench BENCH_ARGS=--smoke` for a few seconds.
+BENCH_ARGS ?= --rounds 5 --seconds 8 --soak 600
 bench: test-venv
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 .PHONY: test-venv
 test-venv:

@@ -234,3 +234,68 @@ def test_superseded_rows_are_folded_on_restart(tmp_path: Path) -> None:
         assert total(scrape(second.url), "cloudmailin_pending_messages") == 0
         again = httpx.post(second.url + "/events", json={"events": [event("delivery", "f1")]})
         assert again.json() == {"accepted": 0, "rejected": 0, "duplicates": 1}
+
+
+def wal_pages(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size // 4096 if wal.exists() else 0
+
+
+@pytest.mark.parametrize("checkpointing", [True, False], ids=["checkpointer", "none"])
+def test_the_checkpointer_empties_the_log_and_commits_never_checkpoint(
+    tmp_path: Path, checkpointing: bool
+) -> None:
+    """Commits only append to the write-ahead log (a checkpoint's fsync in the
+    writer held up whole groups); the checkpointer thread copies it into the
+    database and empties it once it is over its limit."""
+    path = tmp_path / "state.db"
+    registration = KIND_INDEX["registration"]
+
+    async def run() -> tuple[int, int, int, list[str]]:
+        store = SQLiteStore(
+            path, ttl=1e9, max_entries=100_000, timeout=5,
+            checkpoint_interval=0.01 if checkpointing else 3600, wal_limit_pages=32,
+        )  # fmt: skip
+        await store.start()
+
+        async def writer(w: int) -> None:
+            for i in range(150):
+                claims: list[Claim] = [
+                    (f"w{w}-{i}-{j}", "r@x.example", registration, 1000.0, "") for j in range(100)
+                ]
+                await store.apply(b"w%d-%d" % (w, i), claims, 1000.0)
+
+        try:
+            assert store._db is not None
+            assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+            await asyncio.gather(*(writer(w) for w in range(4)))
+            logged = wal_pages(path)
+            # Long enough for many checkpoints; the control need not wait as long.
+            deadline = time.monotonic() + (5 if checkpointing else 0.5)
+            while wal_pages(path) > 32 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            left = wal_pages(path)
+            pending = store.pending
+        finally:
+            await store.stop()
+        threads = [t.name for t in threading.enumerate() if t.name.startswith("sqlite-")]
+        return logged, left, pending, threads
+
+    logged, left, pending, threads = asyncio.run(run())
+    assert pending == 4 * 150 * 100
+    assert threads == []
+    if checkpointing:
+        assert left <= 32
+    else:
+        # 600 commits of 100 records each: well over a thousand pages, all kept.
+        assert logged == left > 1000
+
+    async def reopen() -> int:
+        store = SQLiteStore(path, ttl=1e9, max_entries=100_000, timeout=5)
+        await store.start()
+        try:
+            return store.pending
+        finally:
+            await store.stop()
+
+    assert asyncio.run(reopen()) == pending
