@@ -52,10 +52,11 @@ CACHE_KIB: Final = 32 * 1024
 
 # How often the checkpointer copies the log into the database file. Passive
 # checkpoints never make the writer wait, but under unbroken writes one may
-# never find the log's end; past WAL_LIMIT_PAGES it waits for a gap between
-# two groups and empties the log (the writer may then wait that long, once).
-# 64 MiB bounds the disk and the start-up replay while leaving room for
-# several seconds of a busy sender's webhooks.
+# never find the log's end; past WAL_LIMIT_PAGES a truncating checkpoint
+# holds the writer off while it copies what the passive ones left (little)
+# and empties the log. 16,384 pages of SQLite's default 4 KiB are 64 MiB:
+# a bound on the disk and the start-up replay that leaves room for several
+# seconds of a busy sender's webhooks.
 CHECKPOINT_INTERVAL: Final = 0.2
 WAL_LIMIT_PAGES: Final = 16_384
 
