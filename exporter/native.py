@@ -3,7 +3,8 @@
 `pip install` compiles two modules with Cython when a C compiler is present
 (see setup.py): the record table (`stores/_table.pyx`, whose pure-Python twin
 is `stores/table.py`) and the ingest loop (`ingest.py` itself, compiled from
-the same source that otherwise runs as Python). Where they could not be
+the same source that otherwise runs as Python, with the C types declared in
+`ingest.pxd`). Where they could not be
 built, the pure-Python code runs, with the same results, more slowly.
 CLOUDMAILIN_PURE_PYTHON=1 asks for the pure code even when the compiled code
 is there: the tests run both ways.

@@ -19,7 +19,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from exporter.stores.base import Outcome, StateStore, StoreError, body_digest
+from exporter.stores.base import Outcome, StateStore, StoreError
+from exporter.stores.table import body_digest_function
 from exporter.timing import DUPLICATE, NOTHING, Claim, Record, decide, message_digest
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class RedisStore(StateStore):
         # Keys outlive the window a little: the sweep, which counts what it
         # evicts, should get to them before Redis drops them silently.
         self._key_ttl = int(ttl * 1.1) + 60
+        self._digest = body_digest_function()
         self._client: aioredis.Redis | None = None
         self._evict: Any = None
 
@@ -112,7 +114,7 @@ class RedisStore(StateStore):
     async def apply(self, body: bytes, claims: Sequence[Claim], now: float) -> Outcome:
         made = [i for i, claim in enumerate(claims) if claim[2] >= 0]
         try:
-            outcome = await self._apply(body_digest(body), [claims[i] for i in made], now)
+            outcome = await self._apply(self._digest(body), [claims[i] for i in made], now)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise StoreError("connect", str(exc)) from exc
         except RedisError as exc:

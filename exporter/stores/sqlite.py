@@ -7,14 +7,15 @@ answered, and where they are read back from at start-up.
 
 The file is a log: each request appends one row holding its body's digest
 and the new state of every record it changed (24 bytes each, `table.ROW`,
-written by the record table itself), and start-up folds the rows in order. Message keys are
-random, so updating a row per record in place would dirty a random page per
-event; one row per request dirties the last page or two and costs SQLite one
-insert instead of a hundred. A row leaves when every record in it has: at
-expiry once it was written before the cutoff, at capacity eviction once it
-was written no later than the newest evicted record was created. Records of
-older rows that outlive their row (an update logged later) are filtered at
-start-up by the persisted eviction floor, or expire at the first maintenance.
+written by the record table itself), and start-up folds the rows in order.
+Message keys are random, so updating a row per record in place would dirty a
+random page per event; one row per request dirties the last page or two and
+costs SQLite one insert instead of a hundred. A row leaves when every record
+in it has: at expiry once it was written before the cutoff, at capacity
+eviction once it was written no later than the newest evicted record was
+created. Records of older rows that outlive their row (an update logged
+later) are filtered at start-up by the persisted eviction floor, or expire
+at the first maintenance.
 One thread owns the connection and commits in groups: requests that arrive
 while a transaction is being written go together into the next one. Another
 thread, with a connection of its own, copies the write-ahead log into the
