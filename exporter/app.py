@@ -72,12 +72,17 @@ def create_app(
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     async def readyz(request: Request) -> Response:
-        if store.ready:
-            return Response(b'{"status":"ready"}', media_type="application/json")
-        return error(503, "state store unreachable")
+        # Readiness means "can take webhooks", which stays true while the
+        # store is down (events are still counted): a 503 here would take
+        # every replica out of its Service at once. The body says it.
+        store_state = "up" if store.up else "down"
+        return Response(
+            orjson.dumps({"status": "ready", "state_store": store_state}),
+            media_type="application/json",
+        )
 
     async def landing(request: Request) -> Response:
-        return HTMLResponse(landing_page(__version__, metrics.totals(), store.pending, store.ready))
+        return HTMLResponse(landing_page(__version__, metrics.totals(), store.pending, store.up))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

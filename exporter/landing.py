@@ -5,12 +5,12 @@ from __future__ import annotations
 from html import escape
 
 
-def landing_page(version: str, totals: dict[str, int], pending: int, ready: bool) -> str:
+def landing_page(version: str, totals: dict[str, int], pending: int, store_up: bool) -> str:
     rows = "\n".join(
         f"<tr><td>{escape(kind)}</td><td>{count}</td></tr>"
         for kind, count in sorted(totals.items())
     )
-    state = "ready" if ready else "state store unreachable"
+    state = "state store up" if store_up else "state store down: counting goes on, timing paused"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cloudmailin-exporter</title></head>
 <body>
@@ -19,7 +19,8 @@ def landing_page(version: str, totals: dict[str, int], pending: int, ready: bool
 <ul>
 <li><a href="metrics">/metrics</a>: Prometheus metrics</li>
 <li><a href="healthz">/healthz</a>: liveness</li>
-<li><a href="readyz">/readyz</a>: readiness ({escape(state)})</li>
+<li><a href="readyz">/readyz</a>: readiness</li>
+<li>State store: {escape(state)}</li>
 <li>POST /events: the webhook URL to give CloudMailin</li>
 </ul>
 <p>Pending messages: {pending}</p>

@@ -59,6 +59,7 @@ METRIC_NAMES: Final = (
     "cloudmailin_domain_overflow_events_total",
     "cloudmailin_last_event_timestamp_seconds",
     "cloudmailin_state_errors_total",
+    "cloudmailin_state_store_up",
     "cloudmailin_exporter_build_info",
 )
 
@@ -190,6 +191,9 @@ class ExporterMetrics(Collector):
                      [((), self.store.pending)])  # fmt: skip
         yield Family("last_event_timestamp_seconds", "gauge", "Unix time the last event was "
                      "accepted.", (), [((), self.last_event)])  # fmt: skip
+        yield Family("state_store_up", "gauge", "1 while the state store answers, 0 while it "
+                     "does not (events are still counted; timing pauses).", (),
+                     [((), 1 if self.store.up else 0)])  # fmt: skip
         yield Family("exporter_build_info", "gauge", "Always 1; the exporter's version.",
                      ("version",), [((self.version,), 1)])  # fmt: skip
 

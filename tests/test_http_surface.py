@@ -25,6 +25,7 @@ CONTRACT = {
     "cloudmailin_domain_overflow_events": ("counter", set()),
     "cloudmailin_last_event_timestamp_seconds": ("gauge", set()),
     "cloudmailin_state_errors": ("counter", {"operation"}),
+    "cloudmailin_state_store_up": ("gauge", set()),
     "cloudmailin_exporter_build_info": ("gauge", {"version"}),
 }
 
@@ -93,11 +94,16 @@ def test_prometheus_scrape_accept_header_gets_openmetrics(exporter: Running) -> 
 
 def test_health_and_readiness(exporter: Running) -> None:
     assert exporter.client.get("/healthz").json() == {"status": "ok"}
-    assert exporter.client.get("/readyz").json() == {"status": "ready"}
-    exporter.store.ready = False
+    assert exporter.client.get("/readyz").json() == {"status": "ready", "state_store": "up"}
+    assert exporter.value("cloudmailin_state_store_up") == 1
+    # A store outage shows in the body and the gauge, never in the status:
+    # the exporter still takes webhooks.
+    exporter.store.up = False
     response = exporter.client.get("/readyz")
-    assert response.status_code == 503
-    assert response.json() == {"error": "state store unreachable"}
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "state_store": "down"}
+    assert exporter.value("cloudmailin_state_store_up") == 0
+    assert "state store down" in exporter.client.get("/").text
 
 
 def test_landing_page_shows_version_links_and_live_totals(exporter: Running) -> None:

@@ -32,6 +32,17 @@ def timed(exporter: Running) -> float:
     return exporter.value("cloudmailin_time_since_registration_seconds_count", kind="delivery")
 
 
+def store_up(exporter: Running) -> bool:
+    """The outage as an operator sees it: the gauge and the /readyz body agree,
+    and readiness itself stays 200 either way."""
+    response = exporter.client.get("/readyz")
+    assert response.status_code == 200
+    gauge = exporter.value("cloudmailin_state_store_up")
+    body = response.json()["state_store"]
+    assert (gauge, body) in ((1, "up"), (0, "down"))
+    return gauge == 1
+
+
 def post_pair(exporter: Running, message_id: str) -> None:
     ev = {"recipient": f"{message_id}@f.example", "message_id": message_id}
     assert exporter.post([{"kind": "registration", **ev}]).status_code == 200
@@ -45,7 +56,7 @@ def test_redis_stopped_and_started_again(tmp_path: Path) -> None:
     ):
         post_pair(exporter, "before")
         assert timed(exporter) == 1
-        assert exporter.client.get("/readyz").status_code == 200
+        assert store_up(exporter)
 
         server.stop()
         response = exporter.post(
@@ -54,11 +65,11 @@ def test_redis_stopped_and_started_again(tmp_path: Path) -> None:
         assert response.json() == {"accepted": 1, "rejected": 0, "duplicates": 0}
         assert exporter.value("cloudmailin_events_total", kind="bounce", domain="other") == 1
         assert errors(exporter) >= 1
-        assert eventually(lambda: exporter.client.get("/readyz").status_code == 503, 5)
+        assert eventually(lambda: not store_up(exporter), 5)
         assert exporter.client.get("/healthz").status_code == 200
 
         server.start()
-        assert eventually(lambda: exporter.client.get("/readyz").status_code == 200, 10)
+        assert eventually(lambda: store_up(exporter), 10)
         failures = errors(exporter)
         post_pair(exporter, "after")
         assert timed(exporter) == 2
@@ -80,21 +91,21 @@ def test_sqlite_locked_by_another_process(tmp_path: Path) -> None:
                 exporter.value("cloudmailin_events_total", kind="registration", domain="other") == 2
             )
             assert errors(exporter) >= 1
-            assert eventually(lambda: exporter.client.get("/readyz").status_code == 503, 5)
+            assert eventually(lambda: not store_up(exporter), 5)
         finally:
             intruder.execute("ROLLBACK")
             intruder.close()
-        assert eventually(lambda: exporter.client.get("/readyz").status_code == 200, 10)
+        assert eventually(lambda: store_up(exporter), 10)
         post_pair(exporter, "after")
         assert timed(exporter) == 2
 
 
-def test_redis_unreachable_at_start_up_starts_unready_then_recovers(tmp_path: Path) -> None:
+def test_redis_unreachable_at_start_up_starts_down_then_recovers(tmp_path: Path) -> None:
     with redis_server(tmp_path) as server:
         server.stop()
         with running_exporter(state_url=server.url, store_timeout_seconds=0.3) as exporter:
-            assert exporter.client.get("/readyz").status_code == 503
+            assert not store_up(exporter)
             assert exporter.value("cloudmailin_state_errors_total", operation="connect") >= 1
             assert exporter.post([{"kind": "open", "recipient": "a@f.example"}]).status_code == 200
             server.start()
-            assert eventually(lambda: exporter.client.get("/readyz").status_code == 200, 10)
+            assert eventually(lambda: store_up(exporter), 10)

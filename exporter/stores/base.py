@@ -55,7 +55,9 @@ class StateStore(ABC):
         self.timeout = timeout
         self.evicted = dict.fromkeys(EVICTION_REASONS, 0)
         self.errors = dict.fromkeys(OPERATIONS, 0)
-        self.ready = True
+        # Whether the last call answered: cloudmailin_state_store_up. Never
+        # readiness: counting goes on while the store is down.
+        self.up = True
         self.pending = 0
 
     async def start(self) -> None:
@@ -90,7 +92,7 @@ class StateStore(ABC):
         except StoreError as exc:
             self._failed(exc.operation, str(exc))
             return None
-        self.ready = True
+        self.up = True
         return outcome
 
     async def guarded_maintain(self, now: float) -> None:
@@ -105,12 +107,12 @@ class StateStore(ABC):
         except StoreError as exc:
             self._failed(exc.operation, str(exc))
         else:
-            if not self.ready:
+            if not self.up:
                 log.warning("state store answers again")
-            self.ready = True
+            self.up = True
 
     def _failed(self, operation: str, message: str) -> None:
         self.errors[operation] += 1
-        if self.ready:
+        if self.up:
             log.error("state store failed", extra={"operation": operation, "error": message})
-        self.ready = False
+        self.up = False

@@ -97,7 +97,7 @@ class RedisStore(StateStore):
         try:
             await self._client.ping()
         except RedisError as exc:
-            # Start anyway, not ready: the store is retried every second and
+            # Start anyway, marked down: the store is retried every second and
             # events are counted meanwhile.
             self._failed("connect", str(exc))
 
