@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from exporter.metrics import DELIVERY_BUCKETS
+from tests.chart import by_kind, install
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "helm/cloudmailin-exporter/files/rules.yaml"
@@ -246,8 +247,10 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, Any]]]] = {
 }
 
 
-def run_promtool(tmp_path: Path, tests: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
-    document = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": tests}
+def run_promtool(
+    tmp_path: Path, tests: list[dict[str, Any]], rules: Path = RULES
+) -> subprocess.CompletedProcess[str]:
+    document = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": tests}
     path = tmp_path / "test.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return subprocess.run(
@@ -300,3 +303,42 @@ def test_a_broken_case_is_caught(tmp_path: Path) -> None:
         tmp_path, [{"interval": "1m", "input_series": input_series, "alert_rule_test": wrong}]
     )
     assert result.returncode != 0
+
+
+def relabel(items: list[dict[str, str]], job: str, namespace: str) -> list[dict[str, str]]:
+    """The "mail" series of a case, as if scraped under another job and namespace."""
+    ours = f'job="{JOB}",namespace="mail"'
+    return [
+        {**item, "series": item["series"].replace(ours, f'job="{job}",namespace="{namespace}"')}
+        for item in items
+        if ours in item["series"]
+    ]
+
+
+def test_chart_rules_judge_only_their_own_release(tmp_path: Path) -> None:
+    """Rendered with its defaults for release cm in namespace mail, the chart's bounce
+    spike fires for cm's series and not for the same spike in another release's."""
+    (rule,) = by_kind(install({"prometheusRule": {"enabled": True}}, "mail"))["PrometheusRule"]
+    rules = tmp_path / "chart-rules.yaml"
+    rules.write_text(yaml.safe_dump(rule["spec"]))
+    alert = "CloudMailinBounceSpike"
+    input_series, checks = CASES[alert]
+    release = "cm-cloudmailin-exporter"
+    spike = [
+        *relabel(input_series, release, "mail"),
+        *relabel(input_series, "other-cloudmailin-exporter", "mail"),
+        *relabel(input_series, release, "elsewhere"),
+    ]
+    assert len(spike) == 3 * len(relabel(input_series, JOB, "mail")) > 0
+    fired = checks[-1]
+    only_ours = at(
+        int(fired["eval_time"].removesuffix("m")),
+        alert,
+        expected(alert, job=release, namespace="mail"),
+    )
+    result = run_promtool(
+        tmp_path,
+        [{"interval": "1m", "input_series": spike, "alert_rule_test": [*checks[:-1], only_ours]}],
+        rules,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -350,19 +350,54 @@ def _block_if_marked(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _BlockDumper.add_representer(str, _block_if_marked)
 
 
-def helm_groups_template(indent: int) -> str:
-    """The rule groups as Helm template text, every knob read from the values."""
+# Helm variables the PrometheusRule template defines before the groups.
+HELM_SELECTOR: Final = "$selector"
+HELM_DISABLED: Final = "$disabled"
+# Labels added to every alert, for Alertmanager routing (team, cluster...).
+HELM_RULE_LABELS: Final = (
+    "{{- with .Values.prometheusRule.additionalRuleLabels }}{{ toYaml . | nindent %d }}{{- end }}"
+)
+
+
+def _helm_text(rule: dict[str, Any]) -> str:
+    """One rule as a YAML list item of Helm template text, every knob read from the values."""
     from exporter.monitoring.config import camel  # noqa: PLC0415 - only the generator needs it
 
-    text = yaml.dump(rule_groups(Placeholders()), Dumper=_BlockDumper, sort_keys=False, width=1000)
+    text = yaml.dump([rule], Dumper=_BlockDumper, sort_keys=False, width=1000)
     # Prometheus' own {{ $labels.x }} must reach the output as written.
     text = text.replace("{{", "\x00").replace("}}", "\x01")
     text = text.replace("\x00", '{{ "{{" }}').replace("\x01", '{{ "}}" }}')
+    text = text.replace("@@selector@@", f"{{{{ {HELM_SELECTOR} }}}}")
     for name in MonitoringConfig.model_fields:
         text = text.replace(f"@@{name}@@", f"{{{{ {HELM_VALUES_PATH}.{camel(name)} }}}}")
     if "@@" in text:
         raise ValueError("a rule uses a knob that is not a MonitoringConfig field")
     # A PromQL brace next to a value would read as a Go template delimiter.
-    text = text.replace("{{{ .Values", '{{ "{" }}{{ .Values').replace("}}}", '}}{{ "}" }}')
+    return text.replace("{{{ ", '{{ "{" }}{{ ').replace("}}}", '}}{{ "}" }}')
+
+
+def helm_groups_template(indent: int) -> str:
+    """The rule groups as Helm template text.
+
+    Every knob is read from the values, the selector from `$selector` and each
+    alert is left out when `$disabled` names it; both variables are defined by
+    the template around this text.
+    """
+    lines = ["groups:\n"]
+    for group in rule_groups(Placeholders())["groups"]:
+        lines.append(f"- name: {group['name']}\n  rules:\n")
+        for rule in group["rules"]:
+            text = "".join("  " + line for line in _helm_text(rule).splitlines(True))
+            if "alert" in rule:
+                severity = f"      severity: {rule['labels']['severity']}"
+                labels = HELM_RULE_LABELS % (6 + indent)
+                text = text.replace(severity + "\n", severity + labels + "\n", 1)
+                condition = f'{{{{- if not (index {HELM_DISABLED} "{rule["alert"]}") }}}}\n'
+                text = condition + text + "{{- end }}\n"
+            lines.append(text)
     pad = " " * indent
-    return "".join(pad + line if line.strip() else line for line in text.splitlines(True))
+    text = "".join(lines)
+    return "".join(
+        pad + line if line.strip() and not line.startswith("{{-") else line
+        for line in text.splitlines(True)
+    )
