@@ -39,8 +39,7 @@ FAST = MonitoringConfig(
     rejecting_for="3s",
     overflow_window="30s",
     overflow_for="3s",
-    state_errors_window="30s",
-    state_errors_for="3s",
+    state_store_down_for="3s",
     down_for="30s",
     absent_for="1m",
 )

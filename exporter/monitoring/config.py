@@ -8,7 +8,9 @@ judgment documented beside each.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 DURATION = r"^[0-9]+(ms|s|m|h|d|w|y)$"
 
@@ -21,28 +23,56 @@ def camel(name: str) -> str:
 class MonitoringConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    @field_validator("aggregation")
+    @classmethod
+    def _keeps_what_alerts_need(cls, aggregation: str, info: ValidationInfo) -> str:
+        kept = {label.strip() for label in aggregation.split(",")}
+        missing = {"namespace", "job"} - kept
+        if missing:
+            raise ValueError(f"aggregation must keep {', '.join(sorted(missing))}")
+        # Alerts read recorded series with the same selector, and those carry
+        # only the labels the aggregation keeps.
+        selector = str(info.data.get("selector", ""))
+        matched = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)", selector))
+        if matched - kept:
+            raise ValueError(
+                f"the selector matches on {', '.join(sorted(matched - kept))}, which the "
+                "aggregation does not keep"
+            )
+        return aggregation
+
     selector: str = Field(
         'job=~".*cloudmailin-exporter.*"',
-        description="PromQL label matchers that select the exporter's series.",
+        description="PromQL label matchers that select the exporter's series; alerts apply "
+        "them to recorded series too, so they may only name labels the aggregation keeps.",
     )
     aggregation: str = Field(
         "namespace, job",
-        description="Labels kept when rules aggregate over pods (one install = one result).",
+        validate_default=True,
+        description="Labels kept when rules aggregate over pods (one install = one result); "
+        "must keep namespace and job, and every label the selector matches on.",
     )
     rate_window: str = Field(
-        "5m", pattern=DURATION, description="Window of the per-second event rates on dashboards."
+        "5m",
+        pattern=DURATION,
+        description="Window of the recorded per-kind event rates that baselines average.",
     )
     # 1h: long enough that a handful of messages cannot swing the ratio, short
     # enough that a broken list import shows up within the hour.
     ratio_window: str = Field(
-        "1h", pattern=DURATION, description="Window of the delivery, bounce and spam ratios."
+        "1h", pattern=DURATION, description="Window of the recorded bounce ratios."
     )
     # CloudMailin asks senders to keep bounces under 2%; past 5% providers
     # start throttling or suspending accounts.
     bounce_ratio_warning: float = Field(
-        0.02, gt=0, lt=1, description="Bounce ratio that warns (CloudMailin's guidance)."
+        0.02,
+        gt=0,
+        lt=1,
+        description="Bounces and suppressions per sent message that warn (CloudMailin's 2%).",
     )
-    bounce_ratio_critical: float = Field(0.05, gt=0, lt=1, description="Bounce ratio that pages.")
+    bounce_ratio_critical: float = Field(
+        0.05, gt=0, lt=1, description="Bounces and suppressions per sent message that page."
+    )
     bounce_ratio_for: str = Field(
         "15m", pattern=DURATION, description="How long the bounce ratio must stay high."
     )
@@ -59,21 +89,37 @@ class MonitoringConfig(BaseModel):
     baseline_window: str = Field(
         "1d",
         pattern=DURATION,
-        description="Window of the baseline rate that spikes are held against.",
+        description="Window of the baselines that spikes and drops are held against.",
+    )
+    # 0.9: a day with up to 2.4 hours missing still counts as a day. The gap
+    # dilutes the baseline's volume by at most 10%, which the spike factors
+    # absorb; a fresh install or a longer outage keeps baseline alerts quiet.
+    baseline_min_history: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Share of the baseline window the install must have been scraped in "
+        "before alerts judge against its baseline.",
     )
     bounce_spike_factor: float = Field(
-        3, gt=1, description="Recent bounce rate over the baseline rate that is a spike."
+        3,
+        gt=1,
+        description="Recent hard-bounce share of sent mail over its baseline share that is "
+        "a spike.",
     )
     # 10 bounces in the spike window: one bounce at night is a spike against
     # a zero baseline, and must not page anyone.
     bounce_spike_min_events: int = Field(
-        10, ge=1, description="Bounces in the spike window below which no spike alerts."
+        10, ge=1, description="Hard bounces in the spike window below which no spike alerts."
     )
     bounce_spike_for: str = Field(
         "10m", pattern=DURATION, description="How long a bounce spike must last."
     )
     spam_spike_factor: float = Field(
-        3, gt=1, description="Recent spam-rejection rate over the baseline that is a spike."
+        3,
+        gt=1,
+        description="Recent spam-rejection share of sent mail over its baseline share that is "
+        "a spike.",
     )
     spam_spike_min_events: int = Field(
         10, ge=1, description="Spam rejections in the spike window below which none alerts."
@@ -110,13 +156,48 @@ class MonitoringConfig(BaseModel):
     slow_delivery_for: str = Field(
         "15m", pattern=DURATION, description="How long delivery must stay slow."
     )
+    # 1h: recipients open over hours, so a shorter window mostly measures
+    # when this hour's mail happened to be read.
+    engagement_window: str = Field(
+        "1h", pattern=DURATION, description="Window of the recent opens-per-delivery ratio."
+    )
+    # 0.3: the open ratio swings by half with the hour and the campaign; mail
+    # landing in junk cuts it by 80-95%.
+    engagement_drop_ratio: float = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="Recent opens per delivery under this share of the baseline's alert.",
+    )
+    # 20 expected opens: at the baseline ratio the recent deliveries should
+    # have brought at least 20; under the drop (6 or fewer) by chance is then
+    # a 1-in-3000 event. Senders without open tracking expect none.
+    engagement_min_expected_opens: int = Field(
+        20,
+        ge=1,
+        description="Opens the baseline ratio predicts for the recent deliveries, below "
+        "which no drop alerts.",
+    )
+    # 2: a campaign sent in a burst delivers now and is opened over the next
+    # hours, so its opens-per-delivery dips without anything being wrong.
+    engagement_delivery_surge: float = Field(
+        2,
+        gt=1,
+        description="Recent delivery rate over its baseline above which opens have not "
+        "caught up yet and no drop alerts.",
+    )
+    engagement_for: str = Field(
+        "10m", pattern=DURATION, description="How long opens must stay collapsed."
+    )
     silent_window: str = Field(
         "30m", pattern=DURATION, description="Window without a single event that is silence."
     )
     # 20 events in the same window a day earlier: a sender that usually mails
     # at this hour; a quiet weekend night stays quiet.
     silent_baseline_events: int = Field(
-        20, ge=1, description="Events in the same window a day earlier that make silence odd."
+        20,
+        ge=1,
+        description="Events in the same window one baseline window earlier that make silence odd.",
     )
     silent_for: str = Field(
         "15m", pattern=DURATION, description="How long the webhook must stay silent."
@@ -127,7 +208,7 @@ class MonitoringConfig(BaseModel):
     # 10%: wrong credentials reject everything (100%); a few malformed posts
     # from a sender under test stay well below.
     rejecting_ratio: float = Field(
-        0.1, gt=0, le=1, description="Share of webhook requests answered 4xx that alerts."
+        0.1, gt=0, le=1, description="Share of webhook requests answered 4xx or 5xx that alerts."
     )
     rejecting_min_requests: int = Field(
         10, ge=1, description="Webhook requests in the window below which none alerts."
@@ -141,11 +222,32 @@ class MonitoringConfig(BaseModel):
     overflow_for: str = Field(
         "30m", pattern=DURATION, description="How long domains must keep overflowing."
     )
-    state_errors_window: str = Field(
-        "5m", pattern=DURATION, description="Window in which state store errors are counted."
+    state_store_down_for: str = Field(
+        "5m", pattern=DURATION, description="How long the state store must stay unreachable."
     )
-    state_errors_for: str = Field(
-        "5m", pattern=DURATION, description="How long the state store must keep failing."
+    evicted_window: str = Field(
+        "1h", pattern=DURATION, description="Window in which capacity evictions are counted."
+    )
+    evicted_for: str = Field(
+        "5m", pattern=DURATION, description="How long capacity evictions must keep showing."
+    )
+    unmatched_window: str = Field(
+        "1h", pattern=DURATION, description="Window of the unmatched-deliveries ratio."
+    )
+    # 5%: after a restart without durable state, the deliveries of messages
+    # registered before it are unmatched for minutes, a few percent of an
+    # hour; lost registrations make it grow past that and stay.
+    unmatched_ratio: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="Share of deliveries without a registration that alerts.",
+    )
+    unmatched_min_deliveries: int = Field(
+        50, ge=1, description="Deliveries in the window below which no unmatched share alerts."
+    )
+    unmatched_for: str = Field(
+        "30m", pattern=DURATION, description="How long deliveries must keep going unmatched."
     )
     down_for: str = Field(
         "5m", pattern=DURATION, description="How long a scrape must fail before it pages."
@@ -154,7 +256,7 @@ class MonitoringConfig(BaseModel):
         "15m", pattern=DURATION, description="How long the exporter may be missing entirely."
     )
     runbook_url: str = Field(
-        "https://github.com/cloudmailin-exporter/cloudmailin-exporter/blob/main/README.md",
+        "https://github.com/cloudmailin-exporter/cloudmailin-exporter/blob/main/docs/runbooks.md",
         description="Page whose #anchors are the runbooks.",
     )
     grafana_url: str = Field(

@@ -16,13 +16,33 @@ from exporter.monitoring.config import MonitoringConfig
 
 DASHBOARD_DELIVERY: Final = "cloudmailin-delivery"
 DASHBOARD_HEALTH: Final = "cloudmailin-exporter-health"
-BOUNCES: Final = "bounce|dispatch_bounce"
-SPAM: Final = "spamd|suppressed"
-OUTCOMES: Final = "|".join(sorted(TERMINAL))
-RECORDED_QUANTILES: Final = ("0.5", "0.99")
 SEVERITIES: Final = ("critical", "warning", "info")
-CLIENT_ERRORS: Final = 'code=~"4.."'
+
+# Kinds behind each ratio. "Sent" is every message that reached an outcome:
+# CloudMailin's outbound overview holds bounces and suppressions against it.
+SENT: Final = "|".join(sorted(TERMINAL))
+HARD_BOUNCES: Final = "bounce|dispatch_bounce"
+SUPPRESSIONS: Final = "blocked|spamd|suppressed"
+BOUNCES_AND_SUPPRESSIONS: Final = f"{HARD_BOUNCES}|{SUPPRESSIONS}"
+SPAM: Final = "spamd|suppressed"
+OPENS: Final = "open"
+WEBHOOK_ERRORS: Final = 'code=~"4..|5.."'
 DELIVERIES: Final = "cloudmailin_time_to_delivery_seconds_count"
+
+# Recording rules, named level:metric:operations. The level is the default
+# aggregation; operations name the function, not its window, because every
+# window is a knob and a tuned window must not rename a series a panel reads.
+EVENTS_RATE: Final = "namespace_job_kind:cloudmailin_events:rate"
+EVENTS_INCREASE: Final = "namespace_job_kind:cloudmailin_events:increase"
+OVERVIEW_RATIO: Final = "namespace_job:cloudmailin_bounces_and_suppressions_per_sent:ratio"
+HARD_BOUNCE_RATIO: Final = "namespace_job:cloudmailin_hard_bounces_per_sent:ratio"
+HISTORY: Final = "namespace_job:cloudmailin_baseline_history:ratio"
+HARD_BOUNCE_BASELINE: Final = "namespace_job:cloudmailin_hard_bounces_per_sent:ratio_baseline"
+SPAM_BASELINE: Final = "namespace_job:cloudmailin_spam_rejections_per_sent:ratio_baseline"
+OPENS_BASELINE: Final = "namespace_job:cloudmailin_opens_per_delivery:ratio_baseline"
+DELIVERY_QUANTILE: Final = (
+    "namespace_job_quantile:cloudmailin_time_to_delivery_seconds:histogram_quantile"
+)
 
 
 def num(value: object) -> str:
@@ -30,6 +50,19 @@ def num(value: object) -> str:
     if isinstance(value, float | int) and not isinstance(value, bool):
         return f"{value:g}"
     return str(value)
+
+
+def percent(value: object) -> str:
+    """A ratio threshold as alert text; Prometheus formats it when the alert fires."""
+    return f"{{{{ {num(value)} | humanizePercentage }}}}"
+
+
+def baseline_text(record: str) -> str:
+    """Alert text: the value of a baseline recording for the alert's own install."""
+    return (
+        f'{{{{ with printf "{record}{{namespace=%q, job=%q}}" $labels.namespace $labels.job'
+        " | query }}{{ . | first | value | humanizePercentage }}{{ end }}"
+    )
 
 
 class Builder:
@@ -43,69 +76,89 @@ class Builder:
         matchers = ", ".join(x for x in (self.sel, extra) if x)
         return f"{metric}{{{matchers}}}"
 
-    def increase(self, metric: str, window: str, extra: str = "", by: str = "") -> str:
+    def summed(self, fn: str, metric: str, window: str, extra: str = "", by: str = "") -> str:
+        """sum by (aggregation[, by]) (fn(metric{selector, extra}[window]))"""
         labels = ", ".join(x for x in (self.by, by) if x)
-        return f"sum by ({labels}) (increase({self.m(metric, extra)}[{window}]))"
+        return f"sum by ({labels}) ({fn}({self.m(metric, extra)}[{window}]))"
 
-    def rate(self, metric: str, window: str, extra: str = "", by: str = "") -> str:
-        labels = ", ".join(x for x in (self.by, by) if x)
-        return f"sum by ({labels}) (rate({self.m(metric, extra)}[{window}]))"
+    def events(self, fn: str, window: str, kinds: str = "") -> str:
+        extra = f'kind=~"{kinds}"' if kinds else ""
+        return self.summed(fn, "cloudmailin_events_total", window, extra)
 
-    def events(self, window: str, kinds: str, fn: str = "increase", by: str = "") -> str:
-        builder = self.increase if fn == "increase" else self.rate
-        return builder("cloudmailin_events_total", window, f'kind=~"{kinds}"', by)
+    def recorded(self, record: str, kinds: str, fn: str = "", window: str = "") -> str:
+        """The per-kind recording summed over `kinds`, optionally through fn over window."""
+        series = self.m(record, f'kind=~"{kinds}"')
+        inner = f"{fn}({series}[{window}])" if fn else series
+        return f"sum by ({self.by}) ({inner})"
+
+    def baseline(self, kinds: str, before: str) -> str:
+        """Per-second rate of `kinds` over the baseline window that ends `before` ago.
+
+        An average of the recorded 5-minute rates rather than one rate() over the
+        window: time in which nothing was scraped does not dilute it. Ending where
+        the recent window starts keeps a spike out of its own baseline."""
+        series = self.m(EVENTS_RATE, f'kind=~"{kinds}"')
+        window = f"{self.c.baseline_window}] offset {before}"
+        return f"sum by ({self.by}) (avg_over_time({series}[{window}))"
+
+    def baseline_ratio(self, numerator: str, denominator: str, before: str) -> str:
+        return f"{self.baseline(numerator, before)}\n/ ({self.baseline(denominator, before)} > 0)"
 
     def on(self) -> str:
         return f"on ({self.by})"
 
+    def warmed_up(self) -> str:
+        """The install has been scraped through (most of) its baseline window."""
+        return f"and {self.on()} {self.m(HISTORY)} >= {num(self.c.baseline_min_history)}"
+
     def recording(self) -> list[dict[str, Any]]:
         c = self.c
-        w = c.ratio_window
-        outcomes = "cloudmailin:outcomes:increase"
-        rules: list[dict[str, Any]] = [
+        sent = self.recorded(EVENTS_INCREASE, SENT)
+        history = (
+            f"max by ({self.by}) (count_over_time({self.m(EVENTS_RATE)}[{c.baseline_window}]))\n"
+            # Every step of the window, whether anything was scraped or not.
+            f"/ scalar(count_over_time(vector(1)[{c.baseline_window}:]))"
+        )
+        buckets = self.summed(
+            "rate", "cloudmailin_time_to_delivery_seconds_bucket", c.slow_delivery_window, by="le"
+        )
+        quantile = num(c.slow_delivery_quantile)
+        return [
             {
-                "record": "cloudmailin:events:rate",
-                "expr": self.rate("cloudmailin_events_total", c.rate_window, by="kind"),
+                "record": EVENTS_RATE,
+                "expr": self.summed("rate", "cloudmailin_events_total", c.rate_window, by="kind"),
             },
             {
-                "record": "cloudmailin:events_by_domain:rate",
-                "expr": self.rate("cloudmailin_events_total", c.rate_window, by="domain, kind"),
-            },
-            {"record": outcomes, "expr": self.events(w, OUTCOMES)},
-            {
-                "record": "cloudmailin:delivery_ratio",
-                "expr": f"{self.events(w, 'delivery')}\n/ ({outcomes} > 0)",
+                "record": EVENTS_INCREASE,
+                "expr": self.summed(
+                    "increase", "cloudmailin_events_total", c.ratio_window, by="kind"
+                ),
             },
             {
-                "record": "cloudmailin:bounce_ratio",
-                "expr": f"{self.events(w, BOUNCES)}\n/ ({outcomes} > 0)",
+                "record": OVERVIEW_RATIO,
+                "expr": f"{self.recorded(EVENTS_INCREASE, BOUNCES_AND_SUPPRESSIONS)}\n"
+                f"/ ({sent} > 0)",
             },
             {
-                "record": "cloudmailin:spam_rejection_ratio",
-                "expr": f"{self.events(w, SPAM)}\n/ ({outcomes} > 0)",
+                "record": HARD_BOUNCE_RATIO,
+                "expr": f"{self.recorded(EVENTS_INCREASE, HARD_BOUNCES)}\n/ ({sent} > 0)",
+            },
+            {"record": HISTORY, "expr": history},
+            {
+                "record": HARD_BOUNCE_BASELINE,
+                "expr": self.baseline_ratio(HARD_BOUNCES, SENT, c.spike_window),
+            },
+            {"record": SPAM_BASELINE, "expr": self.baseline_ratio(SPAM, SENT, c.spike_window)},
+            {
+                "record": OPENS_BASELINE,
+                "expr": self.baseline_ratio(OPENS, "delivery", c.engagement_window),
             },
             {
-                "record": "cloudmailin:bounce_ratio:domain",
-                "expr": f"{self.events(w, BOUNCES, by='domain')}\n/ "
-                f"({self.events(w, OUTCOMES, by='domain')} > 0)",
+                "record": DELIVERY_QUANTILE,
+                "expr": f"histogram_quantile({quantile}, {buckets})",
+                "labels": {"quantile": quantile},
             },
         ]
-        buckets = self.rate(
-            "cloudmailin_time_to_delivery_seconds_bucket", c.slow_delivery_window, by="le"
-        )
-        for quantile in (
-            RECORDED_QUANTILES[0],
-            num(c.slow_delivery_quantile),
-            RECORDED_QUANTILES[1],
-        ):
-            rules.append(
-                {
-                    "record": "cloudmailin:time_to_delivery_seconds:quantile",
-                    "expr": f"histogram_quantile({quantile}, {buckets})",
-                    "labels": {"quantile": quantile},
-                }
-            )
-        return rules
 
     def alert(
         self,
@@ -131,145 +184,223 @@ class Builder:
             },
         }
 
+    def ratio_alert(self, name: str, threshold: Any, severity: str, consequence: str) -> Any:
+        c = self.c
+        where = "{{ $labels.namespace }}/{{ $labels.job }}"
+        sent = self.recorded(EVENTS_INCREASE, SENT)
+        return self.alert(
+            name,
+            f"{self.m(OVERVIEW_RATIO)} > {num(threshold)}\n"
+            f"and {self.on()} {sent} >= {num(c.min_outcomes)}",
+            c.bounce_ratio_for,
+            severity,
+            f"Bounces and suppressions above {percent(threshold)} of sent mail ({where})",
+            f"{{{{ $value | humanizePercentage }}}} of the mail sent over the last "
+            f"{c.ratio_window} bounced or was suppressed, above {percent(threshold)}. This is "
+            "CloudMailin's outbound-overview ratio (hard bounces and suppressions against sent "
+            "volume), the figure its 2% guidance is read against; the hard-bounce ratio of its "
+            f"health page is on the dashboard. {consequence}",
+        )
+
     def spike_alert(
         self,
         name: str,
         kinds: str,
+        baseline: str,
         knobs: tuple[Any, Any, Any],
-        summary: str,
-        words: tuple[str, str],
+        words: tuple[str, str, str],
     ) -> dict[str, Any]:
-        """Recent rate of `kinds` over `factor` times its baseline, with a volume guard."""
+        """The share of sent mail in `kinds` over the spike window, against `factor`
+        times its baseline share, with volume and warm-up guards. A share rather than
+        a rate: a campaign that triples the volume triples the bounces too."""
         c = self.c
         factor, min_events, duration = knobs
-        recent = self.events(c.spike_window, kinds, "rate")
-        baseline = self.events(c.baseline_window, kinds, "rate")
-        volume = self.events(c.spike_window, kinds)
+        summary, what, unit = words
+        recent = self.events("increase", c.spike_window, kinds)
         return self.alert(
             name,
-            f"{recent}\n> {num(factor)} * {baseline}\n"
-            f"and {self.on()} {volume} >= {num(min_events)}",
+            f"{recent}\n/ {self.events('increase', c.spike_window, SENT)}\n"
+            f"> {self.on()} {num(factor)} * {self.m(baseline)}\n"
+            f"and {self.on()} {recent} >= {num(min_events)}\n{self.warmed_up()}",
             duration,
             "warning",
-            summary,
-            f"{words[0]} over the last {c.spike_window} is more than {num(factor)} times the "
-            f"{c.baseline_window} baseline, with at least {num(min_events)} {words[1]}.",
+            f"{summary} ({{{{ $labels.namespace }}}}/{{{{ $labels.job }}}})",
+            f"{{{{ $value | humanizePercentage }}}} of the mail sent over the last "
+            f"{c.spike_window} {what}: more than {num(factor)} times the share over the "
+            f"{c.baseline_window} before, {baseline_text(baseline)}, with at least "
+            f"{num(min_events)} {unit}.",
         )
 
     def alerts(self) -> list[dict[str, Any]]:
         c = self.c
         on = self.on()
         where = "{{ $labels.namespace }}/{{ $labels.job }}"
-        outcomes = "cloudmailin:outcomes:increase"
-        enough = f"and {on} {outcomes} >= {num(c.min_outcomes)}"
         requests = "cloudmailin_webhook_requests_total"
+        deliveries = self.events("increase", c.engagement_window, "delivery")
+        opens = self.events("increase", c.engagement_window, OPENS)
+        delivery_rate = self.events("rate", c.engagement_window, "delivery")
+        delivery_baseline = self.baseline("delivery", c.engagement_window)
+        unmatched = self.summed(
+            "increase", "cloudmailin_unmatched_events_total", c.unmatched_window, 'kind="delivery"'
+        )
+        all_deliveries = self.events("increase", c.unmatched_window, "delivery")
+        watched = self.m(DELIVERY_QUANTILE, f'quantile="{num(c.slow_delivery_quantile)}"')
+        evicted = self.summed(
+            "increase", "cloudmailin_pending_evicted_total", c.evicted_window, 'reason="capacity"'
+        )
+        overflow = self.summed(
+            "increase", "cloudmailin_domain_overflow_events_total", c.overflow_window
+        )
         return [
-            self.alert(
+            self.ratio_alert(
                 "CloudMailinBounceRatioHigh",
-                f"cloudmailin:bounce_ratio > {num(c.bounce_ratio_warning)}\n{enough}",
-                c.bounce_ratio_for,
+                c.bounce_ratio_warning,
                 "warning",
-                f"Bounce ratio above {num(c.bounce_ratio_warning)} ({where})",
-                f"Over the last {c.ratio_window} more than {num(c.bounce_ratio_warning)} of "
-                f"messages that reached an outcome bounced. CloudMailin asks senders to stay "
-                f"under 2%; check the list source and the domains with the most bounces.",
+                "Find the list or campaign that causes it (dashboard: domains by bounce ratio).",
             ),
-            self.alert(
+            self.ratio_alert(
                 "CloudMailinBounceRatioCritical",
-                f"cloudmailin:bounce_ratio > {num(c.bounce_ratio_critical)}\n{enough}",
-                c.bounce_ratio_for,
+                c.bounce_ratio_critical,
                 "critical",
-                f"Bounce ratio above {num(c.bounce_ratio_critical)} ({where})",
-                f"Over the last {c.ratio_window} more than {num(c.bounce_ratio_critical)} of "
-                "outcomes were bounces: the sending account is at risk of suspension. "
-                "Stop the campaign that causes it.",
+                "The sending account is at risk of suspension: stop the campaign that causes it.",
             ),
             self.spike_alert(
                 "CloudMailinBounceSpike",
-                BOUNCES,
+                HARD_BOUNCES,
+                HARD_BOUNCE_BASELINE,
                 (c.bounce_spike_factor, c.bounce_spike_min_events, c.bounce_spike_for),
-                f"Bounces spiking ({where})",
-                ("The bounce rate", "bounces"),
+                ("Hard bounces spiking", "hard-bounced", "hard bounces"),
             ),
             self.spike_alert(
                 "CloudMailinSpamRejectionSpike",
                 SPAM,
+                SPAM_BASELINE,
                 (c.spam_spike_factor, c.spam_spike_min_events, c.spam_spike_for),
-                f"Spam rejections spiking ({where})",
-                ("The rate of messages suppressed or rejected as spam", "rejections"),
+                (
+                    "Spam rejections spiking",
+                    "was suppressed or rejected as spam",
+                    "rejections",
+                ),
+            ),
+            self.alert(
+                "CloudMailinOpenRateDrop",
+                f"{opens}\n/ {deliveries}\n"
+                f"< {on} {num(c.engagement_drop_ratio)} * {self.m(OPENS_BASELINE)}\n"
+                f"and {on} {self.m(OPENS_BASELINE)} * {on} {deliveries}"
+                f" >= {num(c.engagement_min_expected_opens)}\n"
+                f"and {on} {delivery_rate} <= {on} {num(c.engagement_delivery_surge)}"
+                f" * {delivery_baseline}\n{self.warmed_up()}",
+                c.engagement_for,
+                "warning",
+                f"Opens collapsed while deliveries hold ({where})",
+                f"Opens per delivery over the last {c.engagement_window} fell to "
+                f"{{{{ $value | humanizePercentage }}}}, under {num(c.engagement_drop_ratio)} of "
+                f"the {c.baseline_window} before, {baseline_text(OPENS_BASELINE)}, while "
+                "deliveries held steady. CloudMailin's health page calls this the first sign "
+                "of mail going to junk.",
             ),
             self.alert(
                 "CloudMailinRetriesExhausted",
-                f"{self.events(c.retries_exhausted_window, 'retries_exhausted')} >= "
+                f"{self.events('increase', c.retries_exhausted_window, 'retries_exhausted')} >= "
                 f"{num(c.retries_exhausted_threshold)}",
                 c.retries_exhausted_for,
                 "warning",
                 f"Messages running out of delivery retries ({where})",
-                f"At least {num(c.retries_exhausted_threshold)} messages gave up after all "
-                f"retries in the last {c.retries_exhausted_window}: a receiving domain keeps "
-                "deferring us.",
+                f"{{{{ $value | humanize }}}} messages gave up after all retries in the last "
+                f"{c.retries_exhausted_window} (the alert starts at "
+                f"{num(c.retries_exhausted_threshold)}): a receiving domain keeps deferring us.",
             ),
             self.alert(
                 "CloudMailinSlowDelivery",
-                f'cloudmailin:time_to_delivery_seconds:quantile{{quantile="'
-                f'{num(c.slow_delivery_quantile)}"}}\n> {num(c.slow_delivery_seconds)}\n'
-                f"and {on} {self.increase(DELIVERIES, c.slow_delivery_window)}"
+                f"{watched} > {num(c.slow_delivery_seconds)}\n"
+                f"and {on} {self.summed('increase', DELIVERIES, c.slow_delivery_window)}"
                 f" >= {num(c.slow_delivery_min_deliveries)}",
                 c.slow_delivery_for,
                 "warning",
                 f"Email delivery is slow ({where})",
                 f"The {num(c.slow_delivery_quantile)} quantile of time from registration to "
-                f"delivery over {c.slow_delivery_window} is above "
-                f"{num(c.slow_delivery_seconds)} seconds.",
+                f"delivery over the last {c.slow_delivery_window} is "
+                f"{{{{ $value | humanizeDuration }}}}, above "
+                f"{{{{ {num(c.slow_delivery_seconds)} | humanizeDuration }}}}.",
             ),
             self.alert(
                 "CloudMailinWebhookSilent",
-                f"{self.increase('cloudmailin_events_total', c.silent_window)} == 0\n"
-                f"and {on} sum by ({self.by}) (increase("
-                f"{self.m('cloudmailin_events_total')}[{c.silent_window}] offset 1d)) >= "
-                f"{num(c.silent_baseline_events)}",
+                f"sum by ({self.by}) (increase({self.m('cloudmailin_events_total')}"
+                f"[{c.silent_window}] offset {c.baseline_window}))"
+                f" >= {num(c.silent_baseline_events)}\n"
+                f"and {on} {self.events('increase', c.silent_window)} == 0\n"
+                f"{self.warmed_up()}",
                 c.silent_for,
                 "warning",
                 f"No CloudMailin events received ({where})",
-                f"Not one event arrived in the last {c.silent_window}, although at least "
-                f"{num(c.silent_baseline_events)} did in the same window a day ago. Check the "
-                "webhook URL in CloudMailin and the Ingress.",
+                f"Not one event arrived in the last {c.silent_window}, against "
+                f"{{{{ $value | humanize }}}} in the same {c.silent_window} "
+                f"{c.baseline_window} earlier. Check the webhook URL in CloudMailin and the "
+                "Ingress.",
                 DASHBOARD_HEALTH,
             ),
             self.alert(
                 "CloudMailinWebhookRejecting",
-                f"{self.increase(requests, c.rejecting_window, CLIENT_ERRORS)}\n/ "
-                f"{self.increase(requests, c.rejecting_window)}\n> {num(c.rejecting_ratio)}\n"
-                f"and {on} {self.increase(requests, c.rejecting_window)} >= "
+                f"{self.summed('increase', requests, c.rejecting_window, WEBHOOK_ERRORS)}\n/ "
+                f"{self.summed('increase', requests, c.rejecting_window)}\n"
+                f"> {num(c.rejecting_ratio)}\n"
+                f"and {on} {self.summed('increase', requests, c.rejecting_window)} >= "
                 f"{num(c.rejecting_min_requests)}",
                 c.rejecting_for,
                 "critical",
                 f"The webhook is rejecting CloudMailin's requests ({where})",
-                f"More than {num(c.rejecting_ratio)} of webhook requests in the last "
-                f"{c.rejecting_window} were answered 4xx; 401 means the credentials in "
-                "CloudMailin's URL do not match the exporter's. Events are being lost.",
+                f"{{{{ $value | humanizePercentage }}}} of webhook requests in the last "
+                f"{c.rejecting_window} were answered 4xx or 5xx, above "
+                f"{percent(c.rejecting_ratio)}. 401 means the credentials in CloudMailin's URL "
+                "do not match the exporter's; 500 an error inside the exporter (its log has "
+                "the traceback). Events are being lost.",
+                DASHBOARD_HEALTH,
+            ),
+            self.alert(
+                "CloudMailinPendingEvicted",
+                f"{evicted} > 0",
+                c.evicted_for,
+                "warning",
+                f"Pending messages evicted for capacity ({where})",
+                f"{{{{ $value | humanize }}}} registrations were dropped in the last "
+                f"{c.evicted_window} because the pending state was full: those messages' time "
+                "to delivery is lost. Raise PENDING_MAX_ENTRIES (and the store's memory).",
+                DASHBOARD_HEALTH,
+            ),
+            self.alert(
+                "CloudMailinUnmatchedDeliveries",
+                f"{unmatched}\n/ {all_deliveries}\n> {num(c.unmatched_ratio)}\n"
+                f"and {on} {all_deliveries} >= {num(c.unmatched_min_deliveries)}",
+                c.unmatched_for,
+                "warning",
+                f"Deliveries arriving without their registration ({where})",
+                f"{{{{ $value | humanizePercentage }}}} of the deliveries in the last "
+                f"{c.unmatched_window} had no registration on record, above "
+                f"{percent(c.unmatched_ratio)}: registrations are being lost (not sent by "
+                "CloudMailin, expired, evicted, or kept by another replica's own store), and "
+                "those deliveries are not timed.",
                 DASHBOARD_HEALTH,
             ),
             self.alert(
                 "CloudMailinDomainOverflow",
-                f"{self.increase('cloudmailin_domain_overflow_events_total', c.overflow_window)}"
-                " > 0",
+                f"{overflow} > 0",
                 c.overflow_for,
                 "info",
                 f"Recipient domains folded into other ({where})",
-                f"The domain label budget is full, so events of new domains are counted as "
-                f'domain="other" (over {c.overflow_window}). Raise MAX_DOMAINS or allow-list '
-                "the domains you care about.",
+                f"{{{{ $value | humanize }}}} events in the last {c.overflow_window} were counted "
+                'as domain="other" because the domain label budget is full. Raise MAX_DOMAINS '
+                "or allow-list the domains you care about.",
                 DASHBOARD_HEALTH,
             ),
             self.alert(
-                "CloudMailinStateStoreErrors",
-                f"{self.increase('cloudmailin_state_errors_total', c.state_errors_window)} > 0",
-                c.state_errors_for,
+                "CloudMailinStateStoreDown",
+                f"{self.m('cloudmailin_state_store_up')} == 0",
+                c.state_store_down_for,
                 "warning",
-                f"State store failing ({where})",
-                "Calls to the state store keep failing: events are still counted, but "
-                "deliveries are not timed and duplicates not recognised.",
+                "State store unreachable ({{ $labels.namespace }}/{{ $labels.instance }})",
+                "{{ $labels.instance }} cannot reach its state store: events are still "
+                "counted and webhooks answered, but deliveries are not timed and duplicates "
+                "not recognised until it answers again.",
                 DASHBOARD_HEALTH,
             ),
             self.alert(
