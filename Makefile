@@ -5,7 +5,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit bench generate previews clean
+.PHONY: run test lint unit bench generate clean
 
 run:
 	scripts/run.sh
@@ -23,10 +23,6 @@ unit: test-venv
 
 generate: test-venv
 	$(BIN)/python -m exporter.monitoring.generate
-
-# Pictures of the dashboards filled with live data, for the README.
-previews: test-venv
-	UPDATE_PREVIEWS=1 $(BIN)/pytest -q tests/test_dashboards.py -k preview
 
 # The run recorded in the README's Performance section (about 25 minutes);
 # `make bench BENCH_ARGS=--smoke` for a few seconds.

@@ -147,6 +147,15 @@ class Prometheus:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
+    def exemplars(self, expr: str, seconds: float) -> list[dict[str, Any]]:
+        end = time.time()
+        params: dict[str, str | float] = {"query": expr, "start": end - seconds, "end": end}
+        response = httpx.get(self.url + "/api/v1/query_exemplars", params=params, timeout=10)
+        body = response.json()
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]
+        return result
+
     def wait_for_data(self, expr: str, timeout: float) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -163,14 +172,18 @@ def prometheus(
     target: str,
     rules: Path | None = None,
     alertmanager_url: str | None = None,
+    job: str = "cloudmailin-exporter",
+    namespace: str = "e2e",
 ) -> Iterator[Prometheus]:
+    """A Prometheus scraping `target` every second as `job`, labelled `namespace`
+    (what Prometheus Operator would give a Service's pods), evaluating `rules`."""
     port = free_port()
     config: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
             {
-                "job_name": "cloudmailin-exporter",
-                "static_configs": [{"targets": [target], "labels": {"namespace": "e2e"}}],
+                "job_name": job,
+                "static_configs": [{"targets": [target], "labels": {"namespace": namespace}}],
             }
         ],
     }
@@ -186,10 +199,12 @@ def prometheus(
     args = [
         PROMETHEUS,
         f"--config.file={path}",
-        f"--storage.tsdb.path={tmp / 'prom-data'}",
+        f"--storage.tsdb.path={tmp / f'prom-data-{port}'}",
+        # Exemplars on the time-to-delivery panels, as the README asks of users.
+        "--enable-feature=exemplar-storage",
         f"--web.listen-address=127.0.0.1:{port}",
     ]
-    with process(args, url + "/-/ready", tmp / "prometheus.log"):
+    with process(args, url + "/-/ready", tmp / f"prometheus-{port}.log"):
         yield Prometheus(url)
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from exporter.monitoring.config import MonitoringConfig, camel
 from exporter.monitoring.rules import render_rules
-from tests.chart import by_kind, install
+from tests.chart import CHART, by_kind, documents, install
 
 SCOPED = 'job="cm-cloudmailin-exporter", namespace="mail"'
 
@@ -119,3 +119,21 @@ def test_rule_object_namespace_and_annotations() -> None:
     exprs = "\n".join(r["expr"] for r in rules_by_name(rule["spec"]).values())
     assert 'namespace="mail"' in exprs
     assert rule_object({})["metadata"]["namespace"] == "mail"
+
+
+LONGEST_RELEASE = "r" * 52 + "x"  # Helm refuses release names past 53 characters
+
+
+@pytest.mark.parametrize("release", ["cm", "cloudmailin-exporter", LONGEST_RELEASE])
+def test_dashboard_configmap_names_are_unique_and_valid(release: str) -> None:
+    values = {"dashboards": {"enabled": True}}
+    with helm_python.Config(storage_driver="memory", namespace="mail") as config:
+        rendered = config.install(str(CHART), release, values, dry_run="client", namespace="mail")
+    maps = [d for d in documents(rendered) if d["kind"] == "ConfigMap" and "data" in d]
+    names = [m["metadata"]["name"] for m in maps]
+    assert len(names) == len(set(names)) == len(list((CHART / "files/dashboards").glob("*.json")))
+    for name in names:
+        assert len(name) <= 63, name
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), name
+        # The whole release name is kept: two releases never share a dashboard name.
+        assert name.startswith(release), name

@@ -1,9 +1,13 @@
 """Grafana dashboards, built with Grafana's own SDK (grafana-foundation-sdk).
 
 One function per panel. Every query selects the exporter's series through
-the dashboard variables ($job, $namespace, $domain) and reads ratios and
-quantiles from the recording rules, so dashboards and alerts show the same
-numbers. Generated into grafana/dashboards/ and the chart's files/.
+the dashboard variables ($job, $namespace, $domain). Ratios sum numerators and
+denominators over every selected install before dividing, and quantiles come
+from summed buckets, so any selection is read correctly; the recorded series
+the alerts use are shown per install, never averaged. No panel depends on a
+tuned threshold, window or quantile: the recording rules' names do not carry
+them, so a tuned config never blanks a panel. Generated into grafana/dashboards/
+and the chart's files/.
 """
 
 from __future__ import annotations
@@ -28,7 +32,19 @@ from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as models
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from exporter.monitoring.rules import DASHBOARD_DELIVERY, DASHBOARD_HEALTH
+from exporter.monitoring.rules import (
+    BOUNCES_AND_SUPPRESSIONS,
+    DASHBOARD_DELIVERY,
+    DASHBOARD_HEALTH,
+    DELIVERY_QUANTILE,
+    EVENTS_INCREASE,
+    HARD_BOUNCE_RATIO,
+    HARD_BOUNCES,
+    OPENS,
+    OVERVIEW_RATIO,
+    SENT,
+    SPAM,
+)
 
 DATASOURCE: Final = models.DataSourceRef(type_val="prometheus", uid="${datasource}")
 SEL: Final = 'job=~"$job", namespace=~"$namespace"'
@@ -104,6 +120,14 @@ def single(title: str, description: str, unit: str, target: prometheus.Dataquery
 # --- CloudMailin delivery ------------------------------------------------------
 
 
+def share(kinds: str, of: str = SENT) -> str:
+    """Events of `kinds` per event of `of` over the ratio window, summed over every
+    selected install before dividing (the recorded per-kind increases)."""
+    top = f'sum({EVENTS_INCREASE}{{{SEL}, kind=~"{kinds}"}})'
+    bottom = f'sum({EVENTS_INCREASE}{{{SEL}, kind=~"{of}"}})'
+    return f"{top}\n/ ({bottom} > 0)"
+
+
 def events_per_second() -> Any:
     return single(
         "Events per second",
@@ -116,47 +140,67 @@ def events_per_second() -> Any:
 def delivery_ratio_stat() -> Any:
     return single(
         "Delivery ratio",
-        "Deliveries among the messages that reached an outcome (recording rule "
-        "cloudmailin:delivery_ratio, over the ratio window).",
+        "Deliveries per message sent (every message that reached an outcome), over the "
+        "rules' ratio window.",
         "percentunit",
-        query(f"avg(cloudmailin:delivery_ratio{{{SEL}}})"),
+        query(share("delivery")),
     ).thresholds(steps((None, "red"), (0.9, "orange"), (0.97, "green")))
 
 
 def bounce_ratio_stat() -> Any:
     return single(
-        "Bounce ratio",
-        "Bounces among the messages that reached an outcome. CloudMailin asks senders "
-        "to stay under 2%.",
+        "Bounces and suppressions",
+        "Hard bounces and suppressions per message sent: CloudMailin's outbound-overview "
+        "ratio, the one the bounce ratio alerts use. CloudMailin asks senders to stay under 2%.",
         "percentunit",
-        query(f"avg(cloudmailin:bounce_ratio{{{SEL}}})"),
+        query(share(BOUNCES_AND_SUPPRESSIONS)),
+    ).thresholds(steps(*BOUNCE_STEPS))
+
+
+def hard_bounce_ratio_stat() -> Any:
+    return single(
+        "Hard bounces",
+        "Hard bounces per message sent: the ratio of CloudMailin's health page.",
+        "percentunit",
+        query(share(HARD_BOUNCES)),
     ).thresholds(steps(*BOUNCE_STEPS))
 
 
 def spam_ratio_stat() -> Any:
     return single(
-        "Spam rejection ratio",
-        "Messages suppressed or rejected as spam (spamd|suppressed) among outcomes.",
+        "Spam rejections",
+        "Messages suppressed or rejected as spam (spamd|suppressed) per message sent.",
         "percentunit",
-        query(f"avg(cloudmailin:spam_rejection_ratio{{{SEL}}})"),
+        query(share(SPAM)),
     ).thresholds(steps((None, "green"), (0.01, "orange"), (0.05, "red")))
+
+
+def opens_stat() -> Any:
+    return single(
+        "Opens per delivery",
+        "Opens per delivered message over the ratio window; zero without open tracking.",
+        "percentunit",
+        query(share(OPENS, "delivery")),
+    )
 
 
 def pending_stat() -> Any:
     return single(
         "Pending messages",
-        "Registered, no terminal event yet. max(): replicas of a shared store all report it.",
+        "Registered, no terminal event yet. Replicas of a shared store all report the same "
+        "number: the largest per install, summed over installs.",
         "short",
-        query(f"max(cloudmailin_pending_messages{{{SEL}}})"),
+        query(f"sum(max by (namespace, job) (cloudmailin_pending_messages{{{SEL}}}))"),
     )
 
 
 def p90_stat() -> Any:
     return single(
         "Time to delivery p90",
-        "90% of messages were delivered within this time after registration.",
+        "90% of messages were delivered within this time after registration (buckets of "
+        "every selected install, summed).",
         "s",
-        query(f'max(cloudmailin:time_to_delivery_seconds:quantile{{{SEL}, quantile="0.9"}})'),
+        query(quantile("0.9", "cloudmailin_time_to_delivery_seconds")),
     ).thresholds(steps((None, "green"), (300, "orange"), (600, "red")))
 
 
@@ -172,11 +216,32 @@ def events_by_kind() -> Any:
 def ratios() -> Any:
     panel = series(
         "Delivery, bounce and spam-rejection ratios",
-        "From the recording rules the alerts use. The line is CloudMailin's 2% bounce guidance.",
+        "Per message sent, over the rules' ratio window, summed over the selected installs. "
+        "The line is CloudMailin's 2% bounce guidance.",
         "percentunit",
-        query(f"avg(cloudmailin:delivery_ratio{{{SEL}}})", "delivery", "A"),
-        query(f"avg(cloudmailin:bounce_ratio{{{SEL}}})", "bounce", "B"),
-        query(f"avg(cloudmailin:spam_rejection_ratio{{{SEL}}})", "spam rejection", "C"),
+        query(share("delivery"), "delivery", "A"),
+        query(share(BOUNCES_AND_SUPPRESSIONS), "bounces and suppressions", "B"),
+        query(share(HARD_BOUNCES), "hard bounces", "C"),
+        query(share(SPAM), "spam rejections", "D"),
+    )
+    return (
+        panel.thresholds(steps((None, "transparent"), (0.02, "red")))
+        .thresholds_style(
+            common.GraphThresholdsStyleConfig().mode(common_models.GraphTresholdsStyleMode.LINE)
+        )
+        .min(0)
+    )
+
+
+def ratios_per_install() -> Any:
+    panel = series(
+        "Bounce ratios per install, as the alerts see them",
+        "The recorded ratios: bounces and suppressions per message sent (CloudMailin's "
+        "outbound overview, which the bounce ratio alerts use) and hard bounces per message "
+        "sent (its health page). One line per install.",
+        "percentunit",
+        query(f"{OVERVIEW_RATIO}{{{SEL}}}", "{{namespace}}/{{job}} bounces and suppressions", "A"),
+        query(f"{HARD_BOUNCE_RATIO}{{{SEL}}}", "{{namespace}}/{{job}} hard bounces", "B"),
     )
     return (
         panel.thresholds(steps((None, "transparent"), (0.02, "red")))
@@ -190,11 +255,20 @@ def ratios() -> Any:
 def delivery_quantiles() -> Any:
     return series(
         "Time to delivery quantiles",
-        "p50, p90 and p99 of registration to delivery (recording rules).",
+        "p50, p90 and p99 of registration to delivery from the summed buckets, and the "
+        "quantile the slow-delivery alert watches, per install. Exemplars (the dots) lead "
+        "to message ids when Prometheus stores them (--enable-feature=exemplar-storage).",
         "s",
+        *(
+            query(quantile(q, "cloudmailin_time_to_delivery_seconds"), f"p{q[2:]}", ref).exemplar(
+                True
+            )
+            for q, ref in (("0.5", "A"), ("0.9", "B"), ("0.99", "C"))
+        ),
         query(
-            f"max by (quantile) (cloudmailin:time_to_delivery_seconds:quantile{{{SEL}}})",
-            "p{{quantile}}",
+            f"{DELIVERY_QUANTILE}{{{SEL}}}",
+            "{{namespace}}/{{job}} alerting on q{{quantile}}",
+            "D",
         ),
     )
 
@@ -203,18 +277,20 @@ def delivery_heatmap() -> Any:
     return (
         heatmap.Panel()
         .title("Time to delivery heatmap")
-        .unit("short")
         .description(
-            "How many messages were delivered after how long; exemplars lead to message ids."
+            "How many messages were delivered after how long. Exemplars lead to message ids "
+            "when Prometheus stores them (--enable-feature=exemplar-storage)."
         )
         .datasource(DATASOURCE)
         .height(8)
         .span(12)
+        .calculate(False)
+        .y_axis(heatmap.YAxisConfig().unit("s"))
+        .cell_values(heatmap.CellValues().unit("short"))
         .with_target(
-            query(
-                summed(DELIVERY_BUCKETS, "le", DOMAIN_SEL, "increase"),
-                "{{le}}",
-            ).format(PromQueryFormat.HEATMAP)
+            query(summed(DELIVERY_BUCKETS, "le", DOMAIN_SEL, "increase"), "{{le}}")
+            .format(PromQueryFormat.HEATMAP)
+            .exemplar(True)
         )
     )
 
@@ -227,7 +303,7 @@ def p90_by_domain() -> Any:
         query(
             quantile("0.9", "cloudmailin_time_to_delivery_seconds", "domain", DOMAIN_SEL),
             "{{domain}}",
-        ),
+        ).exemplar(True),
     )
 
 
@@ -253,10 +329,23 @@ def top_domains_by_volume() -> Any:
 
 
 def top_domains_by_bounce_ratio() -> Any:
+    def by_domain(kinds: str) -> str:
+        return summed(
+            "cloudmailin_events_total",
+            "domain",
+            f'{DOMAIN_SEL}, kind=~"{kinds}"',
+            "increase",
+            "$__range",
+        )
+
+    # 10 messages: below that one bounce puts a domain at the top of the list.
     return (
         bargauge.Panel()
-        .title("Top domains by bounce ratio")
-        .description("The ten domains bouncing the largest share of their outcomes.")
+        .title("Top domains by hard-bounce ratio")
+        .description(
+            "The ten domains hard-bouncing the largest share of the mail sent to them over "
+            "the dashboard's range, among domains sent at least 10 messages."
+        )
         .datasource(DATASOURCE)
         .unit("percentunit")
         .height(8)
@@ -265,7 +354,7 @@ def top_domains_by_bounce_ratio() -> Any:
         .thresholds(steps(*BOUNCE_STEPS))
         .with_target(
             query(
-                f"topk(10, max by (domain) (cloudmailin:bounce_ratio:domain{{{DOMAIN_SEL}}}))",
+                f"topk(10, {by_domain(HARD_BOUNCES)}\n/ ({by_domain(SENT)} >= 10))",
                 "{{domain}}",
             ).instant()
         )
@@ -282,6 +371,16 @@ def engagement() -> Any:
             "{{kind}}",
         ),
     )
+
+
+def opens_per_delivery() -> Any:
+    return series(
+        "Opens per delivery",
+        "Opens per delivered message over the rules' ratio window. A sudden fall while "
+        "deliveries hold is the first sign of mail going to junk (CloudMailin's health page).",
+        "percentunit",
+        query(share(OPENS, "delivery"), "opens per delivery"),
+    ).min(0)
 
 
 def time_to_first_open() -> Any:
@@ -306,7 +405,10 @@ def pending_series() -> Any:
         "Pending messages",
         "Messages registered but not yet delivered, bounced or given up on.",
         "short",
-        query(f"max(cloudmailin_pending_messages{{{SEL}}})", "pending"),
+        query(
+            f"max by (namespace, job) (cloudmailin_pending_messages{{{SEL}}})",
+            "{{namespace}}/{{job}}",
+        ),
     )
 
 
@@ -397,6 +499,20 @@ def state_errors() -> Any:
     )
 
 
+def state_store_up() -> Any:
+    return (
+        series(
+            "State store up",
+            "1 while a pod's state store answers, 0 while it does not (the pod stays ready and "
+            "keeps counting).",
+            "short",
+            query(f"cloudmailin_state_store_up{{{SEL}}}", "{{instance}}"),
+        )
+        .min(0)
+        .max(1)
+    )
+
+
 def unmatched_events() -> Any:
     return series(
         "Unmatched events by kind",
@@ -484,7 +600,7 @@ def variables(board: dash.Dashboard, with_domain: bool) -> dash.Dashboard:
     ]
     if with_domain:
         names.append(
-            ("domain", "Domain", 'label_values(cloudmailin_events_total{job=~"$job"}, domain)')
+            ("domain", "Domain", f"label_values(cloudmailin_events_total{{{SEL}}}, domain)")
         )
     for name, label, expr in names:
         board = board.with_variable(
@@ -515,17 +631,20 @@ def delivery_dashboard() -> dash.Dashboard:
     board = variables(board, with_domain=True)
     board = board.with_row(dash.Row("Overview"))
     for panel in (events_per_second(), delivery_ratio_stat(), bounce_ratio_stat(),
-                  spam_ratio_stat(), pending_stat(), p90_stat()):  # fmt: skip
-        board = board.with_panel(panel)
+                  hard_bounce_ratio_stat(), spam_ratio_stat(), opens_stat(), pending_stat(),
+                  p90_stat()):  # fmt: skip
+        board = board.with_panel(panel.span(3))
     board = board.with_row(dash.Row("Traffic and outcomes"))
     board = board.with_panel(events_by_kind()).with_panel(ratios())
+    board = board.with_panel(ratios_per_install())
     board = board.with_row(dash.Row("Time to delivery"))
     board = board.with_panel(delivery_quantiles()).with_panel(delivery_heatmap())
     board = board.with_panel(p90_by_domain()).with_panel(pending_series())
     board = board.with_row(dash.Row("Domains"))
     board = board.with_panel(top_domains_by_volume()).with_panel(top_domains_by_bounce_ratio())
     board = board.with_row(dash.Row("Engagement"))
-    board = board.with_panel(engagement()).with_panel(time_to_first_open())
+    board = board.with_panel(engagement()).with_panel(opens_per_delivery())
+    board = board.with_panel(time_to_first_open())
     board = board.with_row(dash.Row("Alerts"))
     return board.with_panel(active_alerts())
 
@@ -546,7 +665,8 @@ def health_dashboard() -> dash.Dashboard:
     board = board.with_panel(requests_by_code()).with_panel(request_duration())
     board = board.with_panel(rejected_events()).with_panel(duplicate_events())
     board = board.with_row(dash.Row("State and labels"))
-    board = board.with_panel(state_errors()).with_panel(unmatched_events())
+    board = board.with_panel(state_store_up()).with_panel(state_errors())
+    board = board.with_panel(unmatched_events())
     board = board.with_panel(evictions()).with_panel(domain_overflow())
     board = board.with_row(dash.Row("Resources"))
     return board.with_panel(memory()).with_panel(cpu())
