@@ -14,12 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.monitoring.config import camel
 from exporter.monitoring.dashboards import DASHBOARDS, panel_queries, render
-from tests.chart import by_kind, install
 from tests.servers import running_exporter
 from tests.stack import Prometheus, prometheus
-from tests.test_alerting_e2e import FAST, Drive
+from tests.test_alerting_e2e import FAST, Drive, chart_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "helm/cloudmailin-exporter/files/rules.yaml"
@@ -33,7 +31,7 @@ FUNCTIONS = {
     "histogram_quantile", "count_over_time", "avg_over_time", "scalar", "absent", "bool",
 }  # fmt: skip
 # The chart's rules tuned as an operator might: short windows, another quantile.
-TUNED = {**FAST.model_dump(exclude={"selector"}), "slow_delivery_quantile": 0.95}
+TUNED = FAST.model_copy(update={"slow_delivery_quantile": 0.95})
 
 
 def all_expressions() -> list[str]:
@@ -164,17 +162,6 @@ VARIANTS = {
 }
 
 
-def chart_rules(tmp: Path) -> Path:
-    """The chart's PrometheusRule for release cm in namespace mail, tuned."""
-    values = {
-        "prometheusRule": {"enabled": True, "config": {camel(k): v for k, v in TUNED.items()}}
-    }
-    (rule,) = by_kind(install(values, "mail"))["PrometheusRule"]
-    path = tmp / "chart-rules.yaml"
-    path.write_text(yaml.safe_dump(rule["spec"]))
-    return path
-
-
 @pytest.fixture(scope="module")
 def fed_prometheus(
     tmp_path_factory: pytest.TempPathFactory,
@@ -184,7 +171,7 @@ def fed_prometheus(
         target = exporter.url.split("//")[1]
         with (
             prometheus(tmp, target, SHIPPED, **VARIANTS["shipped"]) as shipped,
-            prometheus(tmp, target, chart_rules(tmp), **VARIANTS["tuned-chart"]) as tuned,
+            prometheus(tmp, target, chart_rules(tmp, TUNED), **VARIANTS["tuned-chart"]) as tuned,
         ):
             # Enough bounces that an alert is pending, so "Active alerts" has rows.
             traffic = Drive(exporter, 120, bounce_ratio=0.1, spam_ratio=0.05)
