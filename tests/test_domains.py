@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.domains import CANDIDATE_CAP, NOT_BARE, DomainGuard, address_domain, normalise
 
@@ -196,3 +198,23 @@ def test_address_domain_keeps_the_text_as_written() -> None:
     assert address_domain('"Jo" <jo@Example.NET>') == "Example.NET"
     assert address_domain("no-at-sign") is None
     assert address_domain("Jo <jo>") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    local=st.from_regex(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,8}(\.[a-z0-9_-]{1,8}){0,2}", fullmatch=True)
+    | st.sampled_from(['"a@b"', '"Jo Example"', '"a\\"b"']),
+    domain=st.sampled_from(["example.net", "Example.NET", "bücher.example", "a-b.c.example"]),
+    name=st.sampled_from(
+        ["", "Jo", '"Jo Example"', '"Example, Jo"', '"Jo@home"', "=?utf-8?q?J=C3=B6?="]
+    ),
+    comment=st.sampled_from(["", " (Jo)", " (a@b.example)"]),
+)  # fmt: skip
+def test_every_spelling_of_an_address_has_the_bare_address_label(
+    local: str, domain: str, name: str, comment: str
+) -> None:
+    address = f"{local}@{domain}"
+    spellings = [f"{name} <{address}>{comment}", f"<{address}>", f"{address}{comment}"]
+    guard = DomainGuard(10, (), 1)
+    assert {guard.label(spelling) for spelling in spellings} == {guard.label(address)}
+    assert guard.label(address) != "invalid"
