@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -257,31 +256,6 @@ def test_bad_values_are_refused_with_a_message(values: dict[str, Any], message: 
         install(values)
     assert "schema" in str(failure.value).lower() or "values" in str(failure.value).lower()
     assert message in str(failure.value)
-
-
-def test_every_value_is_commented() -> None:
-    """Each leaf setting in values.yaml has a comment right above it (or above its list)."""
-    free_form = ("resources:", "podSecurityContext:", "securityContext:", "labels:")
-    lines = (CHART / "values.yaml").read_text().splitlines()
-    uncommented = []
-    skip_below: int | None = None
-    for i, line in enumerate(lines):
-        match = re.match(r"^( *)([A-Za-z_]+):(.*)$", line)
-        if not match:
-            continue
-        indent, key, rest = len(match.group(1)), match.group(2), match.group(3).strip()
-        if skip_below is not None and indent > skip_below:
-            continue
-        skip_below = None
-        if line.strip() in free_form:
-            skip_below = indent
-        previous = lines[i - 1].strip()
-        is_section = rest == "" and i + 1 < len(lines) and not lines[i + 1].strip().startswith("-")
-        if is_section and line.strip() not in free_form:
-            continue
-        if not previous.startswith("#"):
-            uncommented.append(key)
-    assert uncommented == []
 
 
 @pytest.mark.parametrize("replicas", [2, 3, 10])
