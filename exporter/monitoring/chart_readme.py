@@ -27,6 +27,11 @@ TEMPLATE = "README.md.gotmpl"
 PLACEHOLDER = re.compile(r"\{\{\s*template\s+\"chart\.(\w+)\"\s+\.\s*\}\}")
 DESCRIPTION = re.compile(r"^\s*# --\s?(.*)$")
 CONTINUATION = re.compile(r"^\s*#\s?(.*)$")
+# bool before int: a bool is an int to isinstance.
+TYPE_NAMES = (
+    (bool, "bool"), (int, "int"), (float, "float"), (str, "string"), (list, "list"),
+    (dict, "object"),
+)  # fmt: skip
 
 
 class ChartReadmeError(ValueError):
@@ -60,20 +65,8 @@ def describe_above(lines: list[str], line: int) -> str | None:
 
 
 def type_name(value: Any) -> str:
-    """helm-docs' name for a value's type."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return "string"
+    """helm-docs' name for a value's type (null counts as a string, as there)."""
+    return next((name for kind, name in TYPE_NAMES if isinstance(value, kind)), "string")
 
 
 def rows(values_text: str) -> list[Row]:
