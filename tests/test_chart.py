@@ -492,3 +492,19 @@ def test_the_chart_works_as_a_subchart(tmp_path: Path) -> None:
     assert container["image"] == "x/cloudmailin-exporter/cloudmailin-exporter:0.1.0"
     (secret,) = kinds["Secret"]
     assert base64.b64decode(secret["data"]["password"]) == b"from-the-parent-0123"
+
+
+def test_renders_without_a_cluster_are_stable_only_with_an_existing_secret() -> None:
+    """What `helm template` does under GitOps: no cluster to look the generated password
+    up in, so it changes on every render; with existingSecret nothing changes."""
+    first, second = (secret_password(install()) for _ in range(2))
+    assert first != second
+    assert len(first) == len(second) == 32
+    values = load_values(CHART / "ci/existing-secret-values.yaml")
+    assert install(values)["manifest"] == install(values)["manifest"]
+    assert "Secret" not in by_kind(install(values))
+
+
+def secret_password(release: dict[str, Any]) -> str:
+    (secret,) = by_kind(release)["Secret"]
+    return base64.b64decode(secret["data"]["password"]).decode()
