@@ -399,6 +399,17 @@ def test_a_redis_url_in_the_values_goes_through_the_charts_secret() -> None:
         pod_spec_metadata(other)["annotations"]["checksum/state-url"]
         != pod_spec_metadata(release)["annotations"]["checksum/state-url"]
     )
+    annotated = install(
+        {
+            "replicaCount": 2,
+            "state": {"store": "redis", "redis": {"url": url}},
+            "podAnnotations": {"example.com/team": "mail"},
+        }
+    )
+    assert set(pod_spec_metadata(annotated)["annotations"]) == {
+        "example.com/team",
+        "checksum/state-url",
+    }
     # With the webhook Secret supplied, the chart's Secret carries the Redis URL alone.
     only_url = install(
         {
