@@ -115,9 +115,10 @@ class DomainGuard:
         self.allowlist = frozenset(normalise(d) for d in allowlist)
         self.admitted: set[str] = set()
         self.overflow_events = 0
-        # raw domain text -> decided label (admitted, allow-listed, overflow
-        # or invalid); undecided domains are absent so they keep counting.
-        # The ingest loop reads it directly for known domains.
+        # domain text as written (address_domain's, so never holding a
+        # NOT_BARE character) -> decided label (admitted, allow-listed,
+        # overflow or invalid); undecided domains are absent so they keep
+        # counting. The ingest loop reads it directly for known domains.
         self.decided: dict[str, str] = {}
         self._candidates: dict[str, int] = {}
 
