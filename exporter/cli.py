@@ -107,11 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def serve(settings: Settings) -> int:
-    store = open_store(settings)
     try:
+        store = open_store(settings)
         await store.start()
     except ValueError as exc:
-        print(f"cloudmailin-exporter: state store: {exc}", file=sys.stderr)
+        # One line that names the setting to fix, whatever the store.
+        reason = " ".join(str(exc).split())
+        where = f"{env_name('state_url')} / {flag('state_url')}"
+        print(f"cloudmailin-exporter: state store ({where}): {reason}", file=sys.stderr)
         return 2
     app = create_app(settings, CollectorRegistry(), store)
     # What exists now (modules, the app, a loaded store) lives as long as the
