@@ -88,6 +88,10 @@ def create_app(
         assert isinstance(exc, HTTPException)
         return error(exc.status_code, exc.detail, exc.headers)
 
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Logged by WebhookRoute, which sees the exception Starlette re-raises.
+        return error(500, "internal error")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         await store.start()
@@ -112,11 +116,13 @@ def create_app(
         Route("/", landing, methods=["GET"]),
     ]
     app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     app.state.metrics = metrics
-    # Outside Starlette, so a webhook POST skips its middleware stack; an
-    # unexpected error there still gets uvicorn's logged 500.
+    # Outside Starlette, so a webhook POST skips its middleware stack; the
+    # webhook answers its own unexpected errors with a counted JSON 500.
     return WebhookRoute(app, webhook)
 
 

@@ -8,6 +8,7 @@ answer is two ASGI messages.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
@@ -29,6 +30,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PATH: Final = "/events"
 JSON: Final = (b"content-type", b"application/json")
+INTERNAL_ERROR: Final = orjson.dumps({"error": "internal error"})
+
+log = logging.getLogger(__name__)
 
 
 def is_json(content_type: bytes) -> bool:
@@ -63,6 +67,12 @@ class Webhook:
             status, body, headers = 200, await self._handle(scope, receive), []
         except Reply as reply:
             status, body, headers = reply.status, reply.body, reply.headers
+        except Exception:
+            # A bug or a fault nothing else handles: logged here, once, with
+            # its traceback but nothing of the request (the body and the
+            # Authorization header stay out of logs), and counted as a 500.
+            log.exception("webhook failed")
+            status, body, headers = 500, INTERNAL_ERROR, []
         await send(
             {
                 "type": "http.response.start",
@@ -136,7 +146,14 @@ class WebhookRoute:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == PATH:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif scope["path"] == PATH:
             await self.webhook(scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            try:
+                await self.app(scope, receive, send)
+            except Exception:
+                # Starlette has answered the JSON 500 and re-raises for the
+                # server to log; it is logged here instead, once.
+                log.exception("request failed", extra={"path": scope["path"]})

@@ -279,7 +279,11 @@ class SQLiteStore(StateStore):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except Exception as exc:
+            # Whatever failed is the group's answer (the store maps SQLite's
+            # errors; anything else reaches the webhook's 500). The thread
+            # must outlive it: without it every later write would wait for
+            # its timeout, for the life of the process.
             _answer(group, exc)
             return
         _answer(group, None)
