@@ -8,16 +8,17 @@ answer is two ASGI messages.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Final
 
 import orjson
 from starlette.applications import Starlette
 from starlette.datastructures import State
 
-from exporter.auth import WebhookAuth
+from exporter.auth import CREDENTIAL_FIELDS, Credentials, WebhookAuth
 from exporter.ingest import Ingest
 from exporter.metrics import ExporterMetrics
 from exporter.settings import Settings
@@ -54,12 +55,29 @@ class Reply(Exception):  # noqa: N818 - a control-flow signal, not an error
 
 class Webhook:
     def __init__(self, settings: Settings, ingest: Ingest, metrics: ExporterMetrics) -> None:
-        self.auth = WebhookAuth(settings)
         self.limit = settings.max_body_bytes
         self.ingest = ingest
         self.metrics = metrics
+        self._use(Credentials.from_settings(settings))
+
+    def _use(self, credentials: Credentials) -> None:
+        self.auth = WebhookAuth(credentials)
         challenge = ", ".join(self.auth.challenges()).encode()
         self._unauthorised = [(b"www-authenticate", challenge)] if challenge else []
+
+    def rotate(self, values: Mapping[str, str]) -> list[str]:
+        """Take new credentials ({setting field: value}, from secret files)
+        from the next request on; the old ones are refused from then. Returns
+        the fields whose value changed."""
+        current = self.auth.credentials
+        updates = {
+            CREDENTIAL_FIELDS[field]: value
+            for field, value in values.items()
+            if field in CREDENTIAL_FIELDS and getattr(current, CREDENTIAL_FIELDS[field]) != value
+        }
+        if updates:
+            self._use(dataclasses.replace(current, **updates))
+        return sorted(f for f, name in CREDENTIAL_FIELDS.items() if name in updates)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
