@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.settings import Settings
 
@@ -23,8 +23,9 @@ class Credentials:
     """What the webhook accepts: a Basic user and password, a bearer token, both or neither."""
 
     username: str | None = None
-    password: str | None = None
-    token: str | None = None
+    # Out of repr, so that no log or traceback that shows one shows a secret.
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Credentials:

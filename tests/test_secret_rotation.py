@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.registry import CollectorRegistry
 
 from exporter.app import create_app
+from exporter.auth import Credentials
 from exporter.secret_files import SecretFiles, secret_files
 from exporter.settings import Settings
 from exporter.stores import open_store
@@ -205,3 +206,10 @@ def test_the_installed_command_takes_a_rotated_password_within_a_minute(tmp_path
     for secret in ("old-pass", "new-pass"):
         assert secret not in logs
     assert os.path.islink(volume.path("password"))
+
+
+def test_credentials_never_show_their_secrets() -> None:
+    shown = repr(Credentials("cm", "pass-in-repr", "token-in-repr"))
+    assert "cm" in shown
+    assert "pass-in-repr" not in shown
+    assert "token-in-repr" not in shown
