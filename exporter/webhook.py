@@ -8,16 +8,18 @@ passes the limit, and the answer is two ASGI messages.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Final
 
 import orjson
 from starlette.applications import Starlette
 from starlette.datastructures import State
 
-from exporter.auth import WebhookAuth
+from exporter.auth import CREDENTIAL_FIELDS, Credentials, WebhookAuth
 from exporter.ingest import Ingest
 from exporter.metrics import ExporterMetrics
 from exporter.settings import Settings
@@ -34,6 +36,9 @@ JSON: Final = (b"content-type", b"application/json")
 GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
 GZIP_NAMES: Final = (b"gzip", b"x-gzip")  # x-gzip: RFC 9110 8.4.1.3
 ACCEPT_ENCODING: Final = (b"accept-encoding", b"gzip")
+INTERNAL_ERROR: Final = orjson.dumps({"error": "internal error"})
+
+log = logging.getLogger(__name__)
 
 
 def is_json(content_type: bytes) -> bool:
@@ -116,12 +121,29 @@ class GzipBody:
 
 class Webhook:
     def __init__(self, settings: Settings, ingest: Ingest, metrics: ExporterMetrics) -> None:
-        self.auth = WebhookAuth(settings)
         self.limit = settings.max_body_bytes
         self.ingest = ingest
         self.metrics = metrics
+        self._use(Credentials.from_settings(settings))
+
+    def _use(self, credentials: Credentials) -> None:
+        self.auth = WebhookAuth(credentials)
         challenge = ", ".join(self.auth.challenges()).encode()
         self._unauthorised = [(b"www-authenticate", challenge)] if challenge else []
+
+    def rotate(self, values: Mapping[str, str]) -> list[str]:
+        """Take new credentials ({setting field: value}, from secret files)
+        from the next request on; the old ones are refused from then. Returns
+        the fields whose value changed."""
+        current = self.auth.credentials
+        updates = {
+            CREDENTIAL_FIELDS[field]: value
+            for field, value in values.items()
+            if field in CREDENTIAL_FIELDS and getattr(current, CREDENTIAL_FIELDS[field]) != value
+        }
+        if updates:
+            self._use(dataclasses.replace(current, **updates))
+        return sorted(f for f, name in CREDENTIAL_FIELDS.items() if name in updates)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -129,6 +151,12 @@ class Webhook:
             status, body, headers = 200, await self._handle(scope, receive), []
         except Reply as reply:
             status, body, headers = reply.status, reply.body, reply.headers
+        except Exception:
+            # A bug or a fault nothing else handles: logged here, once, with
+            # its traceback but nothing of the request (the body and the
+            # Authorization header stay out of logs), and counted as a 500.
+            log.exception("webhook failed")
+            status, body, headers = 500, INTERNAL_ERROR, []
         await send(
             {
                 "type": "http.response.start",
@@ -213,7 +241,14 @@ class WebhookRoute:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == PATH:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif scope["path"] == PATH:
             await self.webhook(scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            try:
+                await self.app(scope, receive, send)
+            except Exception:
+                # Starlette has answered the JSON 500 and re-raises for the
+                # server to log; it is logged here instead, once.
+                log.exception("request failed", extra={"path": scope["path"]})

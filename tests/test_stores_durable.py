@@ -20,7 +20,6 @@ from exporter.stores.sqlite import SQLiteStore
 from exporter.stores.table import pure_message_keys
 from exporter.timing import UNMATCHED, Claim
 from tests.servers import exporter_process
-from tests.test_cli import run_cli
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -100,40 +99,6 @@ def test_what_was_answered_200_survives_kill_9(tmp_path: Path) -> None:
         samples = scrape(second.url)
     assert total(samples, "cloudmailin_time_to_delivery_seconds_count") == len(acknowledged)
     assert total(samples, "cloudmailin_unmatched_events_total") == 0
-
-
-@pytest.mark.parametrize(
-    ("url", "message"),
-    [
-        ("sqlite:////nonexistent-dir/state.db", "directory /nonexistent-dir does not exist"),
-        ("sqlite:////etc/hostname/state.db", "directory /etc/hostname does not exist"),
-    ],
-)
-def test_unusable_sqlite_path_fails_at_start_up_with_one_line(url: str, message: str) -> None:
-    result = run_cli(env={"CLOUDMAILIN_EXPORTER_STATE_URL": url})
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert lines == [f"cloudmailin-exporter: state store: {message}"]
-
-
-def test_sqlite_file_that_is_a_directory_fails_at_start_up(tmp_path: Path) -> None:
-    (tmp_path / "state.db").mkdir()
-    result = run_cli(env={"CLOUDMAILIN_EXPORTER_STATE_URL": f"sqlite:///{tmp_path}/state.db"})
-    assert result.returncode == 2
-    assert result.stderr.startswith("cloudmailin-exporter: state store: cannot open")
-    assert len(result.stderr.strip().splitlines()) == 1
-
-
-def test_a_state_file_of_another_schema_version_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA user_version = 99")
-    result = run_cli(env={"CLOUDMAILIN_EXPORTER_STATE_URL": f"sqlite:///{path}"})
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
-        f"cloudmailin-exporter: state store: cannot open {path}: "
-        "schema version 99; this exporter reads versions 1 and 2"
-    )
 
 
 V1_SCHEMA = """
