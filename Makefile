@@ -5,7 +5,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit bench generate previews clean
+.PHONY: run test lint unit fast bench generate previews clean
 
 run:
 	scripts/run.sh
@@ -20,6 +20,11 @@ lint: test-venv
 
 unit: test-venv
 	$(BIN)/pytest
+
+# The fast part (a minute or two): no Prometheus, Alertmanager, Helm, several
+# processes or benchmark smoke run. CI runs everything (`make test`).
+fast: test-venv
+	$(BIN)/pytest -q -m "not e2e and not slow"
 
 generate: test-venv
 	$(BIN)/python -m exporter.monitoring.generate

@@ -18,7 +18,9 @@ import yaml
 
 from exporter.monitoring.config import MonitoringConfig, camel
 from tests.chart import CHART, CI_VALUES, by_kind, documents, install, load_values, render_templates
-from tests.test_rules_promtool import PROMTOOL
+from tests.stack import PROMTOOL
+
+pytestmark = pytest.mark.e2e  # the real Helm engine
 
 # The oldest and newest Kubernetes the chart claims (Chart.yaml kubeVersion, annotations).
 KUBERNETES = ("1.25", "1.37")

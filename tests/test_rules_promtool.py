@@ -8,7 +8,6 @@ ratio and spike alerts) a low-volume case its guard keeps quiet.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,12 @@ import pytest
 import yaml
 
 from exporter.metrics import DELIVERY_BUCKETS
+from tests.stack import PROMTOOL
+
+pytestmark = pytest.mark.e2e  # Prometheus's promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "helm/cloudmailin-exporter/files/rules.yaml"
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 JOB = "cloudmailin-exporter"
 
 

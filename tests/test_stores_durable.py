@@ -12,31 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.events import KIND_INDEX
 from exporter.stores.base import body_digest
 from exporter.stores.sqlite import SQLiteStore
 from exporter.stores.table import pure_message_keys
 from exporter.timing import UNMATCHED, Claim
-from tests.servers import exporter_process
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(url + "/metrics").text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-    }
-
-
-def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
-    return sum(v for (n, _), v in samples.items() if n == name)
-
-
-def event(kind: str, message_id: str) -> dict[str, str]:
-    return {"kind": kind, "recipient": f"{message_id}@durable.example", "message_id": message_id}
+from tests.servers import event, eventually, exporter_process, run_cli, scrape, total
 
 
 def test_registrations_survive_a_clean_restart(tmp_path: Path) -> None:
@@ -81,12 +63,14 @@ def test_what_was_answered_200_survives_kill_9(tmp_path: Path) -> None:
 
         sender = threading.Thread(target=stream)
         sender.start()
-        while len(acknowledged) < 200:
-            threading.Event().wait(0.01)
-        first.proc.send_signal(signal.SIGKILL)
-        first.proc.wait(10)
-        stop.set()
-        sender.join(10)
+        try:
+            # The sender stops early only if the server stops answering.
+            assert eventually(lambda: len(acknowledged) >= 200 or not sender.is_alive(), 60)
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(10)
+        finally:
+            stop.set()
+            sender.join(10)
     assert len(acknowledged) >= 200
 
     with exporter_process(tmp_path, env) as second:
