@@ -11,8 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.processes import free_port
 from tests.chart import CHART, by_kind, install, load_values, pod_environment
-from tests.servers import exporter_process, free_port
+from tests.servers import exporter_process
+
+pytestmark = pytest.mark.e2e  # the Helm engine and exporter processes
 
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 EVENT = {"kind": "registration", "recipient": "a@example.net", "message_id": "m-1"}

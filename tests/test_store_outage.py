@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.processes import redis_server
 from tests.chart import by_kind, install
 from tests.servers import running_exporter
-from tests.stack import redis_server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a redis-server stopped mid-stream
 
 # Bounds of the stream: it ends at whichever comes first.
 MAX_POSTS = 3000

@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import exporter_process
-from tests.test_cli import run_cli
+from tests.servers import exporter_process, run_cli
+
+pytestmark = pytest.mark.e2e  # real exporter processes
 
 SETTING = "CLOUDMAILIN_EXPORTER_STATE_URL"
 PREFIX = f"cloudmailin-exporter: state store ({SETTING} / --state-url): "

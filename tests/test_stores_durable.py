@@ -18,7 +18,7 @@ from exporter.stores.base import body_digest
 from exporter.stores.sqlite import SQLiteStore
 from exporter.stores.table import pure_message_keys
 from exporter.timing import UNMATCHED, Claim
-from tests.servers import event, eventually, exporter_process, run_cli, scrape, total
+from tests.servers import event, eventually, exporter_process, scrape, total
 
 
 def test_registrations_survive_a_clean_restart(tmp_path: Path) -> None:

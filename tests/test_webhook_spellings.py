@@ -13,8 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.servers import FakeClock, Running, running_exporter
-from tests.test_webhook import events_of, events_snapshot
+from tests.servers import FakeClock, Running, events_of, events_snapshot, running_exporter
 
 # The first example.
 OPEN_BODY = b'{"events":[{"kind":"open","recipient":"u@example.net","message_id":"e1"}]}'
