@@ -1,4 +1,4 @@
-"""The benchmark: `make bench` (python -m bench). See the README's Performance section.
+"""The benchmark: `make bench` (python -m bench). See bench/README.md.
 
 For batches of 1 and 100 events and each state store it measures requests/s,
 events/s and p50/p99 latency at saturation and at half of it, against a
@@ -19,13 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from bench.processes import redis_server
 from bench.report import plot, table
 from bench.run import (
     CONNECTIONS,
@@ -43,25 +43,13 @@ from bench.soak import soak
 STORES = ("memory", "sqlite", "redis")
 
 
-@contextmanager
-def redis_url(tmp: Path) -> Iterator[str]:
-    from tests.stack import RedisServer  # noqa: PLC0415 - the tests' real redis-server helper
-
-    redis = RedisServer(tmp)
-    redis.start()
-    try:
-        yield redis.url
-    finally:
-        redis.stop()
-
-
 def state_urls(stack: ExitStack, tmp: Path, stores: tuple[str, ...]) -> dict[str, str]:
     urls = {"memory": "memory://"}
     if "sqlite" in stores:
         urls["sqlite"] = f"sqlite:///{tmp}/bench-state.db"
     if "redis" in stores:
         require("redis-server")
-        urls["redis"] = stack.enter_context(redis_url(tmp))
+        urls["redis"] = stack.enter_context(redis_server(tmp)).url
     return {k: v for k, v in urls.items() if k in stores}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
@@ -15,11 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 import yaml
 
-from tests.servers import free_port, stop_process
+from bench.processes import free_port, stop_process
+from exporter.monitoring.config import MonitoringConfig, camel
+from exporter.simulate import Simulator, Traffic
+from tests.chart import by_kind, install
+from tests.servers import Running
 
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 
@@ -54,17 +59,18 @@ class Receiver:
     url: str
     notifications: list[dict[str, Any]] = field(default_factory=list)
 
-    def alert_names(self) -> set[str]:
+    def alert_names(self, since: int = 0) -> set[str]:
+        """Names of the alerts in the notifications from the `since`-th on."""
         return {
             alert["labels"]["alertname"]
-            for note in list(self.notifications)
+            for note in list(self.notifications)[since:]
             for alert in note.get("alerts", [])
         }
 
-    def wait_for(self, name: str, timeout: float) -> bool:
+    def wait_for(self, name: str, timeout: float, since: int = 0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if name in self.alert_names():
+            if name in self.alert_names(since):
                 return True
             time.sleep(0.2)
         return False
@@ -208,47 +214,67 @@ def prometheus(
         yield Prometheus(url)
 
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+# The shipped rules with windows shortened from minutes to seconds, so that a
+# spike shows within a test's patience; the baseline is a minute, so the
+# warm-up guard holds baseline alerts for the first minute of traffic.
+FAST = MonitoringConfig(
+    rate_window="10s",
+    ratio_window="30s",
+    min_outcomes=20,
+    bounce_ratio_for="3s",
+    spike_window="10s",
+    baseline_window="1m",
+    bounce_spike_min_events=5,
+    bounce_spike_for="3s",
+    spam_spike_min_events=5,
+    spam_spike_for="3s",
+    retries_exhausted_window="30s",
+    slow_delivery_window="30s",
+    slow_delivery_for="3s",
+    engagement_window="10s",
+    engagement_min_expected_opens=5,
+    engagement_for="3s",
+    rejecting_window="30s",
+    rejecting_for="3s",
+    overflow_window="30s",
+    overflow_for="3s",
+    state_store_down_for="3s",
+    evicted_window="30s",
+    unmatched_window="30s",
+    down_for="30s",
+    absent_for="1m",
+)
+# What the chart's ServiceMonitor and Service make of release cm in namespace mail.
+RELEASE = {"job": "cm-cloudmailin-exporter", "namespace": "mail"}
 
 
-class RedisServer:
-    """A real redis-server on a loopback port, which a test may stop and start again."""
+def chart_rules(tmp: Path, config: MonitoringConfig) -> Path:
+    """The chart's PrometheusRule groups for release cm in namespace mail, rendered by
+    the Helm engine with every knob of `config` but the selector set from the values."""
+    knobs = config.model_dump(exclude={"selector"})
+    values = {
+        "prometheusRule": {"enabled": True, "config": {camel(k): v for k, v in knobs.items()}}
+    }
+    (rule,) = by_kind(install(values, RELEASE["namespace"]))["PrometheusRule"]
+    path = tmp / f"chart-rules-{len(list(tmp.glob('chart-rules-*')))}.yaml"
+    path.write_text(yaml.safe_dump(rule["spec"]))
+    return path
 
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        args = [
-            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.tmp),
-        ]  # fmt: skip
-        with (self.tmp / "redis.log").open("ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with contextlib.suppress(redis.RedisError):
-                if redis.Redis(port=self.port, socket_timeout=1).ping():
-                    return
-            time.sleep(0.05)
-        raise TimeoutError("redis-server did not start")
+NORMAL = {"rate": 60.0, "bounce_ratio": 0.005, "spam_ratio": 0.002, "delivery_delay": 0.5}
+
+
+class Drive:
+    """Simulated traffic in a background thread, until its duration or stop()."""
+
+    def __init__(self, exporter: Running, seconds: float, **traffic: float) -> None:
+        settings = Traffic(url=exporter.url + "/events", duration=seconds, **{**NORMAL, **traffic})
+        self.simulator = Simulator(settings)
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(self.simulator.run()), daemon=True
+        )
+        self.thread.start()
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, 10)
-            self.proc = None
-
-    def flush(self) -> None:
-        redis.Redis(port=self.port).flushall()
-
-
-@contextlib.contextmanager
-def redis_server(tmp: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+        self.simulator.stopped = True
+        self.thread.join(15)

@@ -14,6 +14,8 @@ from exporter.monitoring.config import MonitoringConfig, camel
 from exporter.monitoring.rules import render_rules
 from tests.chart import CHART, by_kind, documents, install
 
+pytestmark = pytest.mark.e2e  # the real Helm engine
+
 SCOPED = 'job="cm-cloudmailin-exporter", namespace="mail"'
 
 

@@ -16,8 +16,7 @@ import yaml
 
 from exporter.monitoring.dashboards import DASHBOARDS, panel_queries, render
 from tests.servers import running_exporter
-from tests.stack import Prometheus, prometheus
-from tests.test_alerting_e2e import FAST, Drive, chart_rules
+from tests.stack import FAST, Drive, Prometheus, chart_rules, prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "helm/cloudmailin-exporter/files/rules.yaml"
@@ -206,6 +205,7 @@ def substitute(expr: str, variant: str) -> str:
     return expr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("name", sorted(BOARDS))
 def test_every_panel_query_returns_data(
@@ -219,6 +219,7 @@ def test_every_panel_query_returns_data(
     assert empty == []
 
 
+@pytest.mark.e2e
 def test_the_tuned_rules_watch_another_quantile(fed_prometheus: dict[str, Prometheus]) -> None:
     """The panels above returned data although the tuned rules record q0.95, not 0.9."""
     recorded = "namespace_job_quantile:cloudmailin_time_to_delivery_seconds:histogram_quantile"
@@ -229,6 +230,7 @@ def test_the_tuned_rules_watch_another_quantile(fed_prometheus: dict[str, Promet
     assert shipped["metric"]["quantile"] == "0.9"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", sorted(BOARDS))
 def test_every_variable_has_values(fed_prometheus: dict[str, Prometheus], name: str) -> None:
     prom = fed_prometheus["shipped"]
@@ -242,6 +244,7 @@ def test_every_variable_has_values(fed_prometheus: dict[str, Prometheus], name: 
         assert [r["metric"].get(label) for r in result if r["metric"].get(label)], variable["name"]
 
 
+@pytest.mark.e2e
 def test_exemplars_reach_prometheus(fed_prometheus: dict[str, Prometheus]) -> None:
     """With exemplar storage on, the heatmap's query finds message ids."""
     prom = fed_prometheus["shipped"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -27,10 +26,12 @@ import yaml
 from exporter.metrics import DELIVERY_BUCKETS
 from exporter.monitoring.config import MonitoringConfig
 from tests.chart import by_kind, install
+from tests.stack import PROMTOOL
+
+pytestmark = pytest.mark.e2e  # Prometheus's promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "helm/cloudmailin-exporter/files/rules.yaml"
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 JOB = "cloudmailin-exporter"
 DAY = 1440
 C = MonitoringConfig()

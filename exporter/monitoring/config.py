@@ -179,12 +179,13 @@ class MonitoringConfig(BaseModel):
         "which no drop alerts.",
     )
     # 2: a campaign sent in a burst delivers now and is opened over the next
-    # hours, so its opens-per-delivery dips without anything being wrong.
+    # hours, so its opens-per-delivery dips without anything being wrong. The
+    # window before, not the day: busy hours double the daily average.
     engagement_delivery_surge: float = Field(
         2,
         gt=1,
-        description="Recent delivery rate over its baseline above which opens have not "
-        "caught up yet and no drop alerts.",
+        description="Recent delivery rate over the rate in the window before it, above "
+        "which opens have not caught up yet and no drop alerts.",
     )
     engagement_for: str = Field(
         "10m", pattern=DURATION, description="How long opens must stay collapsed."
@@ -205,8 +206,9 @@ class MonitoringConfig(BaseModel):
     rejecting_window: str = Field(
         "15m", pattern=DURATION, description="Window of the webhook error ratio."
     )
-    # 10%: wrong credentials reject everything (100%); a few malformed posts
-    # from a sender under test stay well below.
+    # 10%: wrong credentials reject everything (100%), and so does an error
+    # that fails every request (5xx); a few malformed posts from a sender
+    # under test stay well below.
     rejecting_ratio: float = Field(
         0.1, gt=0, le=1, description="Share of webhook requests answered 4xx or 5xx that alerts."
     )

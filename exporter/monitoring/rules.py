@@ -239,7 +239,13 @@ class Builder:
         deliveries = self.events("increase", c.engagement_window, "delivery")
         opens = self.events("increase", c.engagement_window, OPENS)
         delivery_rate = self.events("rate", c.engagement_window, "delivery")
-        delivery_baseline = self.baseline("delivery", c.engagement_window)
+        # Steady: the window before the recent one, not the day's average, which a
+        # sender's busy hours exceed every day.
+        delivery_series = self.m("cloudmailin_events_total", 'kind=~"delivery"')
+        delivery_before = (
+            f"sum by ({self.by}) (rate({delivery_series}"
+            f"[{c.engagement_window}] offset {c.engagement_window}))"
+        )
         unmatched = self.summed(
             "increase", "cloudmailin_unmatched_events_total", c.unmatched_window, 'kind="delivery"'
         )
@@ -289,7 +295,7 @@ class Builder:
                 f"and {on} {self.m(OPENS_BASELINE)} * {on} {deliveries}"
                 f" >= {num(c.engagement_min_expected_opens)}\n"
                 f"and {on} {delivery_rate} <= {on} {num(c.engagement_delivery_surge)}"
-                f" * {delivery_baseline}\n{self.warmed_up()}",
+                f" * {delivery_before}\n{self.warmed_up()}",
                 c.engagement_for,
                 "warning",
                 f"Opens collapsed while deliveries hold ({where})",
