@@ -2,7 +2,8 @@
 
 The same builders serve two outputs: the plain rules file (real values) and
 the chart's PrometheusRule template (each knob a Helm value), so the chart
-rendered with its defaults is exactly the committed rules file.
+rendered with its defaults is exactly the committed rules file, except that
+the chart selects its own release's series (its Service's job and namespace).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from exporter.monitoring.config import MonitoringConfig
 
 DASHBOARD_DELIVERY: Final = "cloudmailin-delivery"
 DASHBOARD_HEALTH: Final = "cloudmailin-exporter-health"
-SEVERITIES: Final = ("critical", "warning", "info")
 
 # Kinds behind each ratio. "Sent" is every message that reached an outcome:
 # CloudMailin's outbound overview holds bounces and suppressions against it.
