@@ -94,6 +94,9 @@ def test_single_alerts_can_be_disabled() -> None:
         ({"additionalRuleLabels": {"severity": "page"}}, "severity"),
         ({"additionalRuleLabels": {"team": 3}}, "team"),
         ({"namespace": 3}, "namespace"),
+        # Alerts read recorded series by namespace and job.
+        ({"config": {"aggregation": "job"}}, "aggregation"),
+        ({"config": {"aggregation": "cluster, namespace"}}, "aggregation"),
     ],
 )
 def test_bad_rule_values_are_refused(values: dict[str, Any], message: str) -> None:
