@@ -479,7 +479,15 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, Any]]]] = {
 def run_promtool(
     tmp_path: Path, tests: list[dict[str, Any]], rules: Path = RULES
 ) -> subprocess.CompletedProcess[str]:
-    document = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": tests}
+    document = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        # promtool evaluates groups in no particular order unless told; Prometheus
+        # runs each on its own timer. Recordings first makes the boundaries exact:
+        # otherwise an alert may read the previous minute's recordings.
+        "group_eval_order": ["cloudmailin-exporter.rules", "cloudmailin-exporter.alerts"],
+        "tests": tests,
+    }
     path = tmp_path / "test.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return subprocess.run(
