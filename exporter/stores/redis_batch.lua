@@ -39,6 +39,9 @@ local REGISTRATION, ONCE, TERMINAL = tonumber(ARGV[10]), tonumber(ARGV[11]), ton
 
 local NOTHING, DUPLICATE, UNMATCHED = -1.0, -2.0, -3.0
 local NO_CLAIM = 255
+-- Arguments per multi-key call: unpack() puts them on Lua's C stack, which
+-- holds about 8000.
+local CHUNK = 1000
 
 if body ~= '' then
   local seen = redis.call('ZSCORE', bodies, body)
@@ -105,36 +108,53 @@ end
 local n = string.len(kinds)
 local verdicts = {}
 if n > 0 then
-  -- Records by member, and the members in order of first appearance: new
-  -- records join the order list in that order.
-  local cache, touched, fresh, was, changed = {}, {}, {}, {}, {}
+  -- The members in order of first appearance (new records join the order
+  -- list in that order), read with one HMGET: a redis.call costs more than
+  -- deciding a claim.
+  local touched, index = {}, {}
+  for i = 1, n do
+    if string.byte(kinds, i) ~= NO_CLAIM then
+      local member = string.sub(members, 8 * i - 7, 8 * i)
+      if index[member] == nil then
+        touched[#touched + 1] = member
+        index[member] = #touched
+      end
+    end
+  end
+  local values = {}
+  for first = 1, #touched, CHUNK do
+    local got = redis.call('HMGET', records, unpack(touched, first, math.min(first + CHUNK - 1, #touched)))
+    for j = 1, #got do
+      values[first + j - 1] = got[j]
+    end
+  end
+  local cache, fresh, was, changed = {}, {}, {}, {}
+  for j, member in ipairs(touched) do
+    local value, r = values[j], nil
+    if value then
+      r = unpack_record(value)
+      if r.created < cutoff then
+        -- Past the window but not swept yet: gone, as far as `decide` knows.
+        if is_pending(r) then
+          pending = pending - 1
+          expired = expired + 1
+        end
+        r = nil
+      end
+    end
+    if r == nil then
+      r = {created = now, seen = 0}
+      fresh[j] = true
+    end
+    cache[j] = r
+    was[j] = is_pending(r)
+  end
   for i = 1, n do
     local kind = string.byte(kinds, i)
     local verdict = NOTHING
     if kind ~= NO_CLAIM then
-      local member = string.sub(members, 8 * i - 7, 8 * i)
-      local r = cache[member]
-      if r == nil then
-        local value = redis.call('HGET', records, member)
-        if value then
-          r = unpack_record(value)
-          if r.created < cutoff then
-            -- Past the window but not swept yet: gone, as far as `decide` knows.
-            if is_pending(r) then
-              pending = pending - 1
-              expired = expired + 1
-            end
-            r = nil
-          end
-        end
-        if r == nil then
-          r = {created = now, seen = 0}
-          fresh[member] = true
-        end
-        cache[member] = r
-        touched[#touched + 1] = member
-        was[member] = is_pending(r)
-      end
+      local j = index[string.sub(members, 8 * i - 7, 8 * i)]
+      local r = cache[j]
       -- exporter.timing.decide
       local at = struct.unpack('<d', times, 8 * i - 7)
       local b = bit.lshift(1, kind)
@@ -142,7 +162,7 @@ if n > 0 then
       if not first and bit.band(b, ONCE) ~= 0 then
         verdict = DUPLICATE
       else
-        changed[member] = true
+        changed[j] = true
         if b == REGISTRATION then
           if r.seen == 0 then
             r.registered = at
@@ -162,19 +182,27 @@ if n > 0 then
     end
     verdicts[i] = struct.pack('<d', verdict)
   end
-  for _, member in ipairs(touched) do
-    if changed[member] then
-      local r = cache[member]
+  local pairs_, entries = {}, {}
+  for j, member in ipairs(touched) do
+    if changed[j] then
+      local r = cache[j]
       local value = pack_record(r)
-      redis.call('HSET', records, member, value)
-      if fresh[member] then
-        redis.call('RPUSH', order, member .. string.sub(value, 1, 8))
+      pairs_[#pairs_ + 1] = member
+      pairs_[#pairs_ + 1] = value
+      if fresh[j] then
+        entries[#entries + 1] = member .. string.sub(value, 1, 8)
       end
       local now_pending = is_pending(r)
-      if now_pending ~= was[member] then
+      if now_pending ~= was[j] then
         pending = pending + (now_pending and 1 or -1)
       end
     end
+  end
+  for first = 1, #pairs_, 2 * CHUNK do
+    redis.call('HSET', records, unpack(pairs_, first, math.min(first + 2 * CHUNK - 1, #pairs_)))
+  end
+  for first = 1, #entries, CHUNK do
+    redis.call('RPUSH', order, unpack(entries, first, math.min(first + CHUNK - 1, #entries)))
   end
 end
 
