@@ -47,7 +47,9 @@ STORES = ("memory", "sqlite", "redis")
 def redis_url(tmp: Path) -> Iterator[str]:
     from tests.stack import RedisServer  # noqa: PLC0415 - the tests' real redis-server helper
 
-    redis = RedisServer(tmp)
+    # Beside the load generator, as a Redis on another node would not take
+    # the exporter's core.
+    redis = RedisServer(tmp, pinned(LOAD_CORE, []))
     redis.start()
     try:
         yield redis.url

@@ -116,6 +116,7 @@ class RedisStore(StateStore):
         ]
         self.sweep = SWEEP
         self._client: aioredis.Redis | None = None
+        self._sentinel: Sentinel | None = None
         self._script: Any = None
 
     async def start(self) -> None:
@@ -129,7 +130,9 @@ class RedisStore(StateStore):
         }
         try:
             if self.url.startswith(SENTINEL_SCHEME + "://"):
-                self._client = self._sentinel_client(SentinelURL.parse(self.url), options)
+                self._sentinel, self._client = self._sentinel_client(
+                    SentinelURL.parse(self.url), options
+                )
             else:
                 self._client = aioredis.Redis.from_url(self.url, **options)
         except ValueError as exc:
@@ -145,7 +148,9 @@ class RedisStore(StateStore):
             self._failed("connect", str(exc))
 
     @staticmethod
-    def _sentinel_client(url: SentinelURL, options: dict[str, Any]) -> aioredis.Redis:
+    def _sentinel_client(
+        url: SentinelURL, options: dict[str, Any]
+    ) -> tuple[Sentinel, aioredis.Redis]:
         # The password guards the sentinels too, as in Bitnami's chart
         # (auth.sentinel, on by default).
         sentinel_options = {
@@ -159,12 +164,16 @@ class RedisStore(StateStore):
         # The pool asks the sentinels for the master whenever it connects, so
         # after a failover the next connection goes to the new master.
         client: aioredis.Redis = sentinel.master_for(url.master, db=url.db, **options)
-        return client
+        return sentinel, client
 
     async def stop(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
+        if self._sentinel is not None:
+            sentinel, self._sentinel = self._sentinel, None
+            for watcher in sentinel.sentinels:
+                await watcher.aclose()
 
     async def apply(self, body: bytes, claims: Sequence[Claim], now: float) -> Outcome:
         members = b"".join(
