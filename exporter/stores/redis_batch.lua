@@ -111,14 +111,26 @@ if n > 0 then
   -- The members in order of first appearance (new records join the order
   -- list in that order), read with one HMGET: a redis.call costs more than
   -- deciding a claim.
-  local touched, index = {}, {}
+  local touched, index, slot = {}, {}, {}
   for i = 1, n do
     if string.byte(kinds, i) ~= NO_CLAIM then
       local member = string.sub(members, 8 * i - 7, 8 * i)
-      if index[member] == nil then
-        touched[#touched + 1] = member
-        index[member] = #touched
+      local j = index[member]
+      if j == nil then
+        j = #touched + 1
+        touched[j] = member
+        index[member] = j
       end
+      slot[i] = j
+    end
+  end
+  -- Unpacked and packed a chunk at a time: one struct call per claim costs more.
+  local at_time = {}
+  for first = 1, n, CHUNK do
+    local last = math.min(first + CHUNK - 1, n)
+    local got = {struct.unpack('<' .. string.rep('d', last - first + 1), times, 8 * first - 7)}
+    for i = first, last do
+      at_time[i] = got[i - first + 1]
     end
   end
   local values = {}
@@ -153,10 +165,10 @@ if n > 0 then
     local kind = string.byte(kinds, i)
     local verdict = NOTHING
     if kind ~= NO_CLAIM then
-      local j = index[string.sub(members, 8 * i - 7, 8 * i)]
+      local j = slot[i]
       local r = cache[j]
       -- exporter.timing.decide
-      local at = struct.unpack('<d', times, 8 * i - 7)
+      local at = at_time[i]
       local b = bit.lshift(1, kind)
       local first = bit.band(r.seen, b) == 0
       if not first and bit.band(b, ONCE) ~= 0 then
@@ -180,7 +192,7 @@ if n > 0 then
         end
       end
     end
-    verdicts[i] = struct.pack('<d', verdict)
+    verdicts[i] = verdict
   end
   local pairs_, entries = {}, {}
   for j, member in ipairs(touched) do
@@ -238,4 +250,9 @@ redis.call('SET', pending_key, pending, 'EX', key_ttl)
 for _, key in ipairs({records, order, bodies}) do
   redis.call('EXPIRE', key, key_ttl)
 end
-return {0, table.concat(verdicts), pending, expired, capacity, more}
+local packed = {}
+for first = 1, #verdicts, CHUNK do
+  local last = math.min(first + CHUNK - 1, #verdicts)
+  packed[#packed + 1] = struct.pack('<' .. string.rep('d', last - first + 1), unpack(verdicts, first, last))
+end
+return {0, table.concat(packed), pending, expired, capacity, more}
