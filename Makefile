@@ -5,7 +5,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit bench generate previews clean
+.PHONY: run test lint unit fast bench generate previews clean
 
 run:
 	scripts/run.sh
@@ -21,6 +21,11 @@ lint: test-venv
 unit: test-venv
 	$(BIN)/pytest
 
+# The fast part (a minute or two): no Prometheus, Alertmanager, Helm, several
+# processes or benchmark smoke run. CI runs everything (`make test`).
+fast: test-venv
+	$(BIN)/pytest -q -m "not e2e and not slow"
+
 generate: test-venv
 	$(BIN)/python -m exporter.monitoring.generate
 
@@ -28,7 +33,7 @@ generate: test-venv
 previews: test-venv
 	UPDATE_PREVIEWS=1 $(BIN)/pytest -q tests/test_dashboards.py -k preview
 
-# The run recorded in the README's Performance section (about 25 minutes);
+# The run recorded in bench/README.md (about 25 minutes);
 # `make bench BENCH_ARGS=--smoke` for a few seconds.
 BENCH_ARGS ?= --rounds 5 --seconds 8 --soak 600
 bench: test-venv

@@ -1,4 +1,4 @@
-"""The benchmark: `make bench` (python -m bench). See the README's Performance section.
+"""The benchmark: `make bench` (python -m bench). See bench/README.md.
 
 For batches of 1 and 100 events and each state store it measures requests/s,
 events/s and p50/p99 latency at saturation and at half of it, against a
@@ -19,13 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from bench.processes import redis_server
 from bench.report import plot, table
 from bench.run import (
     CONNECTIONS,
@@ -43,27 +43,15 @@ from bench.soak import soak
 STORES = ("memory", "sqlite", "redis")
 
 
-@contextmanager
-def redis_url(tmp: Path) -> Iterator[str]:
-    from tests.stack import RedisServer  # noqa: PLC0415 - the tests' real redis-server helper
-
-    # Beside the load generator, as a Redis on another node would not take
-    # the exporter's core.
-    redis = RedisServer(tmp, pinned(LOAD_CORE, []))
-    redis.start()
-    try:
-        yield redis.url
-    finally:
-        redis.stop()
-
-
 def state_urls(stack: ExitStack, tmp: Path, stores: tuple[str, ...]) -> dict[str, str]:
     urls = {"memory": "memory://"}
     if "sqlite" in stores:
         urls["sqlite"] = f"sqlite:///{tmp}/bench-state.db"
     if "redis" in stores:
         require("redis-server")
-        urls["redis"] = stack.enter_context(redis_url(tmp))
+        # Beside the load generator: a Redis on another node would not take
+        # the exporter's core.
+        urls["redis"] = stack.enter_context(redis_server(tmp, pinned(LOAD_CORE, []))).url
     return {k: v for k, v in urls.items() if k in stores}
 
 
@@ -208,10 +196,6 @@ def main(argv: list[str] | None = None) -> int:
             "sqlite_bytes_per_message": footprint("sqlite", min(args.pending, 200_000)),
             "messages": args.pending,
         }
-        if "redis" in stores:
-            report["footprint"]["redis_bytes_per_message"] = footprint(
-                "redis", min(args.pending, 200_000)
-            )
         if args.soak:
             report["soak"] = soak(args.soak)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,7 @@ async def redis_bytes_per_message(messages: int) -> float:
     message is remembered for the duplicate window like a pending one."""
     import redis  # noqa: PLC0415
 
-    from tests.stack import RedisServer  # noqa: PLC0415 - the tests' real redis-server
+    from bench.processes import RedisServer  # noqa: PLC0415
 
     reg, dispatch = KIND_INDEX["registration"], KIND_INDEX["dispatch"]
     outcomes = [KIND_INDEX["delivery"]] * 6 + [KIND_INDEX["bounce"]] + [-1] * 3

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import free_port, stop_process
+from bench.processes import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

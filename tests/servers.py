@@ -9,15 +9,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
+from bench.processes import free_port, stop_process
 from exporter.app import create_app
 from exporter.metrics import Clock, ExporterMetrics, wall_clock
 from exporter.settings import Settings
@@ -27,25 +29,6 @@ from exporter.webhook import ASGIApp, WebhookRoute
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-
-
-def stop_process(proc: subprocess.Popen[Any], grace: float = 20) -> int:
-    """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for_port(
@@ -175,3 +158,59 @@ def exporter_process(
         yield process
     finally:
         process.stop()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDMAILIN_EXPORTER_")}
+    return subprocess.run(
+        [str(BIN / "cloudmailin-exporter"), *args],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(url + "/metrics").text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+
+
+def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
+def event(kind: str, message_id: str) -> dict[str, str]:
+    return {"kind": kind, "recipient": f"{message_id}@durable.example", "message_id": message_id}
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10) -> bool:
+    """Whether `check()` holds within `timeout` seconds, asked every 0.1 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def events_of(exporter: Running, kind: str, domain: str) -> float:
+    return exporter.value("cloudmailin_events_total", kind=kind, domain=domain)
+
+
+def events_snapshot(exporter: Running) -> dict[tuple[object, ...], float]:
+    """Every cloudmailin_* sample except the request accounting of the webhook itself."""
+    out: dict[tuple[object, ...], float] = {}
+    for family in exporter.registry.collect():
+        if not family.name.startswith("cloudmailin_") or "webhook_request" in family.name:
+            continue
+        if family.name == "cloudmailin_last_event_timestamp_seconds":
+            continue
+        for sample in family.samples:
+            out[(sample.name, *sorted(sample.labels.items()))] = sample.value
+    return out

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 import yaml
 
-from tests.servers import free_port, stop_process
+from bench.processes import free_port, stop_process
+from exporter.monitoring.config import MonitoringConfig
+from exporter.simulate import Simulator, Traffic
+from tests.servers import Running
 
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 
@@ -54,17 +58,18 @@ class Receiver:
     url: str
     notifications: list[dict[str, Any]] = field(default_factory=list)
 
-    def alert_names(self) -> set[str]:
+    def alert_names(self, since: int = 0) -> set[str]:
+        """Names of the alerts in the notifications from the `since`-th on."""
         return {
             alert["labels"]["alertname"]
-            for note in list(self.notifications)
+            for note in list(self.notifications)[since:]
             for alert in note.get("alerts", [])
         }
 
-    def wait_for(self, name: str, timeout: float) -> bool:
+    def wait_for(self, name: str, timeout: float, since: int = 0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if name in self.alert_names():
+            if name in self.alert_names(since):
                 return True
             time.sleep(0.2)
         return False
@@ -193,100 +198,46 @@ def prometheus(
         yield Prometheus(url)
 
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+# The shipped rules with windows shortened from minutes to seconds, so that a
+# spike shows within a test's patience.
+FAST = MonitoringConfig(
+    selector='job="cloudmailin-exporter"',
+    rate_window="10s",
+    ratio_window="30s",
+    min_outcomes=20,
+    bounce_ratio_for="3s",
+    spike_window="10s",
+    baseline_window="2m",
+    bounce_spike_min_events=5,
+    bounce_spike_for="3s",
+    spam_spike_min_events=5,
+    spam_spike_for="3s",
+    retries_exhausted_window="30s",
+    slow_delivery_window="30s",
+    slow_delivery_for="3s",
+    rejecting_window="30s",
+    rejecting_for="3s",
+    overflow_window="30s",
+    overflow_for="3s",
+    state_errors_window="30s",
+    state_errors_for="3s",
+    down_for="30s",
+    absent_for="1m",
+)
+NORMAL = {"rate": 60.0, "bounce_ratio": 0.005, "spam_ratio": 0.002, "delivery_delay": 0.5}
 
 
-class RedisServer:
-    """A real redis-server on a loopback port, which a test may stop and start again."""
+class Drive:
+    """Simulated traffic in a background thread, until its duration or stop()."""
 
-    def __init__(self, tmp: Path, prefix: Sequence[str] = (), args: Sequence[str] = ()) -> None:
-        self.tmp = tmp
-        # Run before redis-server, e.g. the benchmark's `taskset -c 1`.
-        self.prefix = list(prefix)
-        self.args = list(args)
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = [
-            *self.prefix, REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.tmp), *self.args,
-        ]  # fmt: skip
-        with (self.tmp / "redis.log").open("ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with contextlib.suppress(redis.RedisError):
-                if redis.Redis(port=self.port, socket_timeout=1).ping():
-                    return
-            time.sleep(0.05)
-        raise TimeoutError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, 10)
-            self.proc = None
-
-    def flush(self) -> None:
-        redis.Redis(port=self.port).flushall()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, with no chance to tell anyone."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-
-class Sentinel:
-    """A real Redis Sentinel (`redis-server <conf> --sentinel`) watching one master,
-    tuned to notice a dead master within a second."""
-
-    def __init__(self, tmp: Path, master_port: int, name: str = "mymaster") -> None:
-        self.tmp = tmp
-        self.name = name
-        self.port = free_port()
-        self.config = tmp / "sentinel.conf"
-        # Sentinel rewrites its configuration file, so it must be writable.
-        self.config.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndir {tmp}\n"
-            f"sentinel monitor {name} 127.0.0.1 {master_port} 1\n"
-            f"sentinel down-after-milliseconds {name} 400\n"
-            f"sentinel failover-timeout {name} 3000\n"
+    def __init__(self, exporter: Running, seconds: float, **traffic: float) -> None:
+        settings = Traffic(url=exporter.url + "/events", duration=seconds, **{**NORMAL, **traffic})
+        self.simulator = Simulator(settings)
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(self.simulator.run()), daemon=True
         )
-        with (tmp / "sentinel.log").open("ab") as log:
-            self.proc = subprocess.Popen(
-                [REDIS_SERVER, str(self.config), "--sentinel"], stdout=log, stderr=subprocess.STDOUT
-            )
-        self.client = redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with contextlib.suppress(redis.RedisError):
-                if self.client.ping():
-                    return
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError("redis sentinel did not start")
-
-    def master_port(self) -> int:
-        address = self.client.sentinel_get_master_addr_by_name(self.name)
-        assert isinstance(address, tuple)
-        return int(address[1])
-
-    def replica_ports(self) -> list[int]:
-        replicas = self.client.sentinel_slaves(self.name)
-        return [int(r["port"]) for r in replicas if not r.get("is_disconnected")]
+        self.thread.start()
 
     def stop(self) -> None:
-        stop_process(self.proc, 10)
-
-
-@contextlib.contextmanager
-def redis_server(tmp: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+        self.simulator.stopped = True
+        self.thread.join(15)

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
+from bench.processes import RedisServer
 from exporter.stores.base import StateStore
 from exporter.stores.memory import MemoryStore
 from exporter.stores.redis import RedisStore
 from exporter.stores.sqlite import SQLiteStore
-from tests.stack import RedisServer
 
 
 @asynccontextmanager

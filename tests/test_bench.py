@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.servers import ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # wrk and servers, about a minute
 
 
 def test_benchmark_smoke_run(tmp_path: Path) -> None:

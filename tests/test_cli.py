@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import select
 import signal
 import socket
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
+from bench.processes import free_port
 from exporter.settings import Settings, env_name
-from tests.servers import BIN, exporter_process, free_port
-
-EXE = str(BIN / "cloudmailin-exporter")
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDMAILIN_EXPORTER_")}
-    return subprocess.run(
-        [EXE, *args],
-        env={**clean, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+from tests.servers import exporter_process, run_cli
 
 
 def json_lines(text: str) -> list[dict[str, object]]:

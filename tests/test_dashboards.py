@@ -17,8 +17,7 @@ from exporter.monitoring.dashboards import DASHBOARDS, panel_queries, render
 from exporter.monitoring.preview import render_preview
 from exporter.monitoring.rules import render_rules
 from tests.servers import Running, running_exporter
-from tests.stack import Prometheus, prometheus
-from tests.test_alerting_e2e import FAST, Drive
+from tests.stack import FAST, Drive, Prometheus, prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTED = time.monotonic()
@@ -130,6 +129,7 @@ def substitute(expr: str) -> str:
     return expr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", sorted(BOARDS))
 def test_every_panel_query_returns_data(
     fed_prometheus: tuple[Running, Prometheus], name: str
@@ -142,6 +142,7 @@ def test_every_panel_query_returns_data(
     assert empty == []
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", sorted(BOARDS))
 def test_every_variable_has_values(fed_prometheus: tuple[Running, Prometheus], name: str) -> None:
     _, prom = fed_prometheus
@@ -155,6 +156,7 @@ def test_every_variable_has_values(fed_prometheus: tuple[Running, Prometheus], n
         assert [r["metric"].get(label) for r in result if r["metric"].get(label)], variable["name"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", sorted(BOARDS))
 def test_preview_renders_from_live_data(
     fed_prometheus: tuple[Running, Prometheus], tmp_path: Path, name: str

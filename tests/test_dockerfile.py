@@ -11,10 +11,14 @@ import tomllib
 from pathlib import Path
 
 import dockerfile
+import pytest
 import yaml
 
+from bench.processes import free_port
 from tests.chart import CHART, by_kind, install
-from tests.servers import exporter_process, free_port
+from tests.servers import exporter_process
+
+pytestmark = pytest.mark.e2e  # Helm renders the chart it is checked against
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = dockerfile.parse_file(str(ROOT / "Dockerfile"))

@@ -71,6 +71,7 @@ def test_compiled_modules_are_not_older_than_their_source() -> None:
             )
 
 
+@pytest.mark.slow
 def test_an_install_without_a_c_compiler_runs_the_pure_code(tmp_path: Path) -> None:
     # The README promises that pip install works where nothing can be
     # compiled; CC=false is a compiler that always fails.

@@ -17,6 +17,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 
+from bench.processes import RedisServer, redis_server
 from exporter.events import KIND_INDEX, KNOWN_KINDS
 from exporter.stores.base import body_digest
 from exporter.stores.redis import BATCH_SCRIPT, RedisStore
@@ -30,7 +31,6 @@ from exporter.timing import (
     decide,
     message_digest,
 )
-from tests.stack import RedisServer, redis_server
 
 T0 = 1_800_000_000.0
 TTL = 100.0

@@ -4,26 +4,18 @@ exporter that keeps counting and follows the new master without a restart."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
 from pydantic import ValidationError
 
+from bench.processes import RedisServer, Sentinel
 from exporter.settings import Settings
 from exporter.stores.redis import SentinelURL
-from tests.servers import Running, running_exporter
-from tests.stack import RedisServer, Sentinel
+from tests.servers import Running, eventually, running_exporter
 
-
-def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a master, a replica and a sentinel
 
 
 @pytest.mark.parametrize(
@@ -102,14 +94,14 @@ def test_failover_is_followed_without_a_restart(tmp_path: Path) -> None:
     try:
         replica.start()
         replica_client = redis.Redis(port=replica.port, decode_responses=True)
-        eventually(
-            lambda: replica_client.info("replication")["master_link_status"] == "up",
-            15,
-            "the replica follows the master",
-        )
+        assert eventually(
+            lambda: replica_client.info("replication")["master_link_status"] == "up", 15
+        ), "the replica does not follow the master"
         sentinel = Sentinel(tmp_path / "sentinel", master.port)
         watcher = sentinel
-        eventually(lambda: watcher.replica_ports() == [replica.port], 15, "sentinel sees it")
+        assert eventually(lambda: watcher.replica_ports() == [replica.port], 15), (
+            "the sentinel does not see the replica"
+        )
         url = f"redis+sentinel://127.0.0.1:{sentinel.port}/{sentinel.name}/0"
         with running_exporter(state_url=url, store_timeout_seconds=0.3) as exporter:
             failover(exporter, master, replica, watcher)
@@ -152,7 +144,7 @@ def failover(
 
     # The exporter finds the new master by itself (its maintenance retries
     # the store every second) ...
-    eventually(lambda: exporter.value("cloudmailin_state_store_up") == 1, 15, "store is up again")
+    assert eventually(lambda: exporter.value("cloudmailin_state_store_up") == 1, 15)
     # ... and times deliveries against registrations made before the failover.
     post("delivery", range(20))
     assert timed_deliveries(exporter) == 20

@@ -8,7 +8,6 @@ ratio and spike alerts) a low-volume case its guard keeps quiet.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,12 @@ import pytest
 import yaml
 
 from exporter.metrics import DELIVERY_BUCKETS
+from tests.stack import PROMTOOL
+
+pytestmark = pytest.mark.e2e  # Prometheus's promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "helm/cloudmailin-exporter/files/rules.yaml"
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 JOB = "cloudmailin-exporter"
 
 
@@ -193,11 +194,19 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, Any]]]] = {
             series("cloudmailin_webhook_requests_total", "0+10x60", "calm", code="200"),
             series("cloudmailin_webhook_requests_total", "0+0.2x60", "calm", code="400"),
             series("cloudmailin_webhook_requests_total", "0+0.3x60", "tiny", code="401"),
+            # Failing (500) is not counting either.
+            series("cloudmailin_webhook_requests_total", "0+1x60", "failing", code="500"),
+            series("cloudmailin_webhook_requests_total", "0+1x60", "failing", code="200"),
         ],
         [
             # 10 requests (the guard) by minute 5, then the 10 minutes of `for`.
             at(13, "CloudMailinWebhookRejecting"),
-            at(17, "CloudMailinWebhookRejecting", fires("mail", "CloudMailinWebhookRejecting")),
+            at(
+                17,
+                "CloudMailinWebhookRejecting",
+                fires("mail", "CloudMailinWebhookRejecting"),
+                fires("failing", "CloudMailinWebhookRejecting"),
+            ),
         ],
     ),
     "CloudMailinDomainOverflow": (

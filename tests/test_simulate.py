@@ -11,6 +11,7 @@ from exporter.simulate import Simulator, Traffic
 from tests.servers import running_exporter
 
 
+@pytest.mark.slow
 def test_simulated_traffic_is_counted_exactly() -> None:
     with running_exporter(clock=None, domain_min_events=1) as exporter:
         traffic = Traffic(

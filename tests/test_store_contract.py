@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from bench.processes import RedisServer, redis_server
 from exporter.events import KIND_INDEX
 from exporter.stores.base import StateStore
 from exporter.timing import DUPLICATE, NOTHING, UNMATCHED, Claim
-from tests.stack import RedisServer, redis_server
 from tests.stores import memory_store, redis_opener, sqlite_store
 
 T0 = 1_800_000_000.0

@@ -4,21 +4,10 @@ and the exporter recovers by itself when the store answers again."""
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from tests.servers import Running, running_exporter
-from tests.stack import redis_server
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
+from bench.processes import redis_server
+from tests.servers import Running, eventually, running_exporter
 
 
 def errors(exporter: Running) -> float:
