@@ -196,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             "sqlite_bytes_per_message": footprint("sqlite", min(args.pending, 200_000)),
             "messages": args.pending,
         }
+        if "redis" in stores:
+            report["footprint"]["redis_bytes_per_message"] = footprint(
+                "redis", min(args.pending, 200_000)
+            )
         if args.soak:
             report["soak"] = soak(args.soak)
     args.out.mkdir(parents=True, exist_ok=True)
