@@ -120,6 +120,7 @@ class Sentinel:
         return [int(r["port"]) for r in replicas if not r.get("is_disconnected")]
 
     def stop(self) -> None:
+        self.client.close()
         stop_process(self.proc, 10)
 
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from bench.processes import RedisServer, redis_server
 from exporter.events import KIND_INDEX, KNOWN_KINDS
 from exporter.stores.base import body_digest
-from exporter.stores.redis import BATCH_SCRIPT, RedisStore
+from exporter.stores.redis import BATCH_SCRIPT, MAINTENANCE_SWEEPS, RedisStore
 from exporter.timing import (
     NO_CLAIM,
     NOTHING,
@@ -230,4 +230,31 @@ def test_records_past_the_window_that_no_sweep_reached_yet_are_gone(server: Redi
 
     assert asyncio.run(go()) == [UNMATCHED] * 4
     assert store.evicted == {"expired": 4, "capacity": 0}
+    assert store.pending == 0
+
+
+def test_a_backlog_is_expired_a_bounded_slice_per_maintenance(server: RedisServer) -> None:
+    """Each maintenance call does at most MAINTENANCE_SWEEPS sweeps, so a
+    large backlog never outlasts the store timeout; the next calls finish it."""
+    redis.Redis(port=server.port).flushall()
+    store = RedisStore(server.url, TTL, 1000, timeout=5)
+    store.sweep = 2
+    reg = KIND_INDEX["registration"]
+    backlog = 2 * MAINTENANCE_SWEEPS + 5
+    later = T0 + TTL + 1
+
+    async def go() -> list[int]:
+        await store.start()
+        try:
+            claims = [(f"m{i}", "r@x.example", reg, T0, "r") for i in range(backlog)]
+            await store.apply(b"r", claims, T0)
+            seen = []
+            for _ in range(3):
+                await store.maintain(later)
+                seen.append(store.evicted["expired"])
+            return seen
+        finally:
+            await store.stop()
+
+    assert asyncio.run(go()) == [2 * MAINTENANCE_SWEEPS, backlog, backlog]
     assert store.pending == 0
