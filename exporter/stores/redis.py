@@ -14,6 +14,7 @@ it to a new master after a failover.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections.abc import Sequence
@@ -125,7 +126,12 @@ class RedisStore(StateStore):
         if self._client is not None:
             return
         options: dict[str, Any] = {
-            "socket_timeout": self.timeout,
+            # No socket timeout: every call already runs under the store
+            # timeout (guarded_apply, guarded_maintain, the ping below), and
+            # redis-py drops a connection whose call is cancelled. With one,
+            # redis-py would wrap every send in asyncio.wait_for: a task per
+            # command, a tenth of the exporter's time per Redis batch.
+            "socket_timeout": None,
             "socket_connect_timeout": self.timeout,
             "retry_on_timeout": False,
             "health_check_interval": 30,
@@ -143,7 +149,10 @@ class RedisStore(StateStore):
         # (a restarted Redis, a new master after a failover).
         self._script = self._client.register_script(BATCH_SCRIPT)
         try:
-            await self._client.ping()
+            async with asyncio.timeout(self.timeout):
+                await self._client.ping()
+        except TimeoutError:
+            self._failed("connect", "timed out")
         except RedisError as exc:
             # Start anyway, marked down: the store is retried every second and
             # events are counted meanwhile.
@@ -153,11 +162,12 @@ class RedisStore(StateStore):
     def _sentinel_client(
         url: SentinelURL, options: dict[str, Any]
     ) -> tuple[Sentinel, aioredis.Redis]:
+        timeout = options["socket_connect_timeout"]
         # The password guards the sentinels too, as in Bitnami's chart
         # (auth.sentinel, on by default).
         sentinel_options = {
-            "socket_timeout": options["socket_timeout"],
-            "socket_connect_timeout": options["socket_connect_timeout"],
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
             "password": url.password,
         }
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
