@@ -15,7 +15,6 @@ it to a new master after a failover.
 from __future__ import annotations
 
 import asyncio
-import logging
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,11 +38,10 @@ from exporter.timing import (
     message_digest,
 )
 
-log = logging.getLogger(__name__)
-
 BATCH_SCRIPT: Final = files("exporter.stores").joinpath("redis_batch.lua").read_text()
 # Most records one script call drops (expiry and eviction) before it returns,
-# so that no call blocks Redis for long; maintenance calls again until done.
+# so that no call blocks Redis (and every replica) for long; maintenance calls
+# again, up to MAINTENANCE_SWEEPS times a second.
 SWEEP: Final = 1000
 # Sweeps per maintenance call (every second): 20,000 records, a few ms of Redis.
 MAINTENANCE_SWEEPS: Final = 20
@@ -117,6 +115,7 @@ class RedisStore(StateStore):
             str(_signed32(ONCE_BITS)),
             str(_signed32(TERMINAL_BITS)),
         ]
+        # SWEEP; tests lower it to reach the paths of an unfinished sweep.
         self.sweep = SWEEP
         self._client: aioredis.Redis | None = None
         self._sentinel: Sentinel | None = None
