@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sqlite3
 import threading
@@ -14,9 +13,7 @@ import httpx
 import pytest
 
 from exporter.events import KIND_INDEX
-from exporter.stores.base import body_digest
 from exporter.stores.sqlite import SQLiteStore
-from exporter.stores.table import pure_message_keys
 from exporter.timing import UNMATCHED, Claim
 from tests.servers import event, eventually, exporter_process, run_cli, scrape, total
 
@@ -107,67 +104,21 @@ def test_sqlite_file_that_is_a_directory_fails_at_start_up(tmp_path: Path) -> No
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_a_state_file_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2, 4, 99])
+def test_a_state_file_of_another_schema_version_is_refused(tmp_path: Path, version: int) -> None:
+    """Versions 1 and 2 were never released: they are refused, not upgraded."""
     path = tmp_path / "state.db"
     with sqlite3.connect(path) as db:
-        db.execute("PRAGMA user_version = 99")
+        db.execute(f"PRAGMA user_version = {version}")
     result = run_cli(env={"CLOUDMAILIN_EXPORTER_STATE_URL": f"sqlite:///{path}"})
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"cloudmailin-exporter: state store: cannot open {path}: "
-        "schema version 99; this exporter reads versions 1 and 2"
+        f"cloudmailin-exporter: state store: cannot open {path}: schema version {version}, "
+        "not 3: point CLOUDMAILIN_EXPORTER_STATE_URL at a new file (this one can be deleted)"
     )
-
-
-V1_SCHEMA = """
-CREATE TABLE records (id INTEGER PRIMARY KEY, key INTEGER NOT NULL, created INTEGER NOT NULL,
-                      registered INTEGER NOT NULL, seen INTEGER NOT NULL);
-CREATE INDEX records_created ON records (created);
-CREATE TABLE bodies (id INTEGER PRIMARY KEY, key BLOB NOT NULL, seen_at REAL NOT NULL);
-CREATE INDEX bodies_seen_at ON bodies (seen_at);
-PRAGMA user_version = 1;
-"""
-
-
-RETRIED = json.dumps({"events": [event("open", "v0")]}).encode()
-
-
-def test_a_version_1_file_is_upgraded_and_keeps_its_messages(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    registered = time.time() - 60
     with sqlite3.connect(path) as db:
-        db.executescript(V1_SCHEMA)
-        for i in range(30):
-            claim = (f"v{i}", f"v{i}@durable.example", KIND_INDEX["registration"], 0.0, "")
-            row = (pure_message_keys([claim])[0], int(registered), int(registered * 1000) + 1, 1)
-            # An older state of the same message first: the later row must win.
-            db.execute("INSERT INTO records (key, created, registered, seen) VALUES (?, ?, 0, 0)",
-                       row[:2])  # fmt: skip
-            db.execute("INSERT INTO records (key, created, registered, seen) VALUES (?, ?, ?, ?)",
-                       row)  # fmt: skip
-        # A body answered before the upgrade: its retry afterwards is a duplicate.
-        db.execute("INSERT INTO bodies (key, seen_at) VALUES (?, ?)",
-                   (body_digest(RETRIED), registered))  # fmt: skip
-    env = {"CLOUDMAILIN_EXPORTER_STATE_URL": f"sqlite:///{path}"}
-    with exporter_process(tmp_path, env) as upgraded:
-        assert total(scrape(upgraded.url), "cloudmailin_pending_messages") == 30
-        retry = httpx.post(
-            upgraded.url + "/events",
-            content=RETRIED,
-            headers={"Content-Type": "application/json"},
-        )
-        assert retry.json() == {"accepted": 0, "rejected": 0, "duplicates": 1}
-        httpx.post(
-            upgraded.url + "/events",
-            json={"events": [event("delivery", f"v{i}") for i in range(30)]},
-        )
-        samples = scrape(upgraded.url)
-    assert total(samples, "cloudmailin_time_to_delivery_seconds_count") == 30
-    assert total(samples, "cloudmailin_unmatched_events_total") == 0
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
-        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-        assert not {"records", "bodies"} & tables
+        assert db.execute("PRAGMA user_version").fetchone() == (version,)
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
 def test_records_evicted_for_capacity_stay_gone_after_a_restart(tmp_path: Path) -> None:

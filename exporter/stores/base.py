@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from xxhash import xxh3_128_digest
 
 from exporter.timing import Claim, Verdict
 
@@ -18,9 +19,12 @@ EVICTION_REASONS = ("expired", "capacity")
 
 
 def body_digest(body: bytes) -> bytes:
-    """128 bits of BLAKE2b: how the durable stores remember a request body,
-    the same in every process and replica."""
-    return hashlib.blake2b(body, digest_size=16).digest()
+    """128 bits of XXH3: how the durable stores remember a request body, the
+    same in every process and replica. Fifty times faster than BLAKE2b on a
+    10 kB body, and it keeps the GIL below 64 kB (hashlib lets go of it
+    above 2 kB, and every webhook then waited for the SQLite writer thread
+    to hand it back); see timing.message_key on why a fast hash will do."""
+    return xxh3_128_digest(body)
 
 
 class StoreError(Exception):

@@ -19,8 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from exporter.stores.base import Outcome, StateStore, StoreError
-from exporter.stores.table import body_digest_function
+from exporter.stores.base import Outcome, StateStore, StoreError, body_digest
 from exporter.timing import DUPLICATE, NOTHING, Claim, Record, decide, message_digest
 
 log = logging.getLogger(__name__)
@@ -76,7 +75,7 @@ class RedisStore(StateStore):
         # Keys outlive the window a little: the sweep, which counts what it
         # evicts, should get to them before Redis drops them silently.
         self._key_ttl = int(ttl * 1.1) + 60
-        self._digest = body_digest_function()
+        self._digest = body_digest
         self._client: aioredis.Redis | None = None
         self._evict: Any = None
 
