@@ -160,7 +160,3 @@ class MonitoringConfig(BaseModel):
     grafana_url: str = Field(
         "", description="Grafana base URL for dashboard links in alerts (relative if empty)."
     )
-
-
-# Thresholds and windows that the Helm chart exposes as values.
-CHART_FIELDS = tuple(name for name in MonitoringConfig.model_fields if name not in ("runbook_url",))

@@ -14,7 +14,11 @@ from exporter.timing import Claim, Verdict
 
 log = logging.getLogger(__name__)
 
-OPERATIONS = ("connect", "read", "write", "expire")
+# What a failed call was doing, as cloudmailin_state_errors_total counts it.
+# Reads are part of the write that needs them (a batch's records are read
+# and written in one step), and a start-up load that fails stops the
+# exporter; so no operation is a read alone.
+OPERATIONS = ("connect", "write", "expire")
 EVICTION_REASONS = ("expired", "capacity")
 
 

@@ -22,7 +22,7 @@ cdef class RecordTable:
 
     @cython.locals(
         verdicts=list, claim=tuple, c=Py_ssize_t, index=Py_ssize_t, i=Py_ssize_t,
-        unsigned=cython.ulonglong, created=cython.ulonglong,
+        unsigned=cython.ulonglong,
         bit=cython.ulonglong, seen=cython.ulonglong, registered=cython.ulonglong,
         word=cython.ulonglong, at=cython.double, elapsed=cython.double,
         slots=cython.ulonglong[::1], batch=cython.ulonglong[::1],

@@ -122,7 +122,6 @@ class RecordTable:
         self._hash_and_touch(claims, keys)
         batch = self._batch
         verdicts: list[Verdict] = []
-        created = int(now)
         nothing, duplicate, unmatched = NOTHING, DUPLICATE, UNMATCHED
         slots = self._slots
         for c in range(len(claims)):
@@ -149,7 +148,7 @@ class RecordTable:
                     self._grow()
                     i = self._find(unsigned)
                     slots = self._slots
-                self._insert(i, unsigned, created)
+                self._insert(i, unsigned, int(now))
                 word = slots[i + 2]
             if bit == _REGISTRATION_BIT:
                 if seen == 0:
