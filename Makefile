@@ -33,7 +33,7 @@ generate: test-venv
 previews: test-venv
 	UPDATE_PREVIEWS=1 $(BIN)/pytest -q tests/test_dashboards.py -k preview
 
-# The run recorded in the README's Performance section (about 25 minutes);
+# The run recorded in bench/README.md (about 25 minutes);
 # `make bench BENCH_ARGS=--smoke` for a few seconds.
 BENCH_ARGS ?= --rounds 5 --seconds 8 --soak 600
 bench: test-venv

@@ -1,4 +1,4 @@
-"""The benchmark: `make bench` (python -m bench). See the README's Performance section.
+"""The benchmark: `make bench` (python -m bench). See bench/README.md.
 
 For batches of 1 and 100 events and each state store it measures requests/s,
 events/s and p50/p99 latency at saturation and at half of it, against a

@@ -24,6 +24,7 @@ from exporter.events import KindCatalogue
 from exporter.ingest import MAINTENANCE_INTERVAL, Ingest
 from exporter.landing import landing_page
 from exporter.metrics import Clock, ExporterMetrics, wall_clock
+from exporter.secret_files import SecretFiles, file_variable
 from exporter.settings import Settings
 from exporter.stores.base import StateStore
 from exporter.webhook import Webhook, WebhookRoute
@@ -45,8 +46,13 @@ def create_app(
     registry: CollectorRegistry,
     store: StateStore,
     clock: Clock = wall_clock,
+    secrets: SecretFiles | None = None,
 ) -> WebhookRoute:
-    """The exporter as an ASGI app; everything it keeps state in is passed in."""
+    """The exporter as an ASGI app; everything it keeps state in is passed in.
+
+    `secrets` are the files settings were read from; while the app runs, a
+    change to them takes effect without a restart (see `rotate`).
+    """
     kinds = KindCatalogue(settings.max_new_kinds)
     domains = DomainGuard(
         settings.max_domains, settings.domain_allowlist, settings.domain_min_events
@@ -88,6 +94,27 @@ def create_app(
         assert isinstance(exc, HTTPException)
         return error(exc.status_code, exc.detail, exc.headers)
 
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Logged by WebhookRoute, which sees the exception Starlette re-raises.
+        return error(500, "internal error")
+
+    def rotate(values: dict[str, str]) -> None:
+        changed = webhook.rotate(values)
+        if changed:
+            log.info(
+                "webhook credentials reloaded; the old ones are refused from now on",
+                extra={"files": [file_variable(field) for field in changed]},
+            )
+        url = values.get("state_url")
+        if url is not None and url != settings.state_url:
+            # Switching stores under a running process would strand every
+            # pending registration in the old one; a restart is the clean cut.
+            log.warning(
+                "the state URL's file changed; the state store keeps the URL it started "
+                "with until the exporter restarts",
+                extra={"file": file_variable("state_url")},
+            )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         await store.start()
@@ -96,13 +123,16 @@ def create_app(
                 "NO WEBHOOK CREDENTIALS SET: anyone who can reach /events can write metrics; "
                 "set CLOUDMAILIN_EXPORTER_BASIC_AUTH_USERNAME/_PASSWORD or _BEARER_TOKEN"
             )
-        task = asyncio.create_task(maintenance(ingest))
+        tasks = [asyncio.create_task(maintenance(ingest))]
+        if secrets is not None and secrets.paths:
+            tasks.append(asyncio.create_task(secrets.watch(rotate)))
         try:
             yield {}
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await store.stop()
 
     routes = [
@@ -112,11 +142,13 @@ def create_app(
         Route("/", landing, methods=["GET"]),
     ]
     app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     app.state.metrics = metrics
-    # Outside Starlette, so a webhook POST skips its middleware stack; an
-    # unexpected error there still gets uvicorn's logged 500.
+    # Outside Starlette, so a webhook POST skips its middleware stack; the
+    # webhook answers its own unexpected errors with a counted JSON 500.
     return WebhookRoute(app, webhook)
 
 

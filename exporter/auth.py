@@ -5,25 +5,46 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from dataclasses import dataclass, field
 
 from exporter.settings import Settings
 
 REALM = "cloudmailin-exporter"
+# Settings (and secret files) that feed Credentials, by Credentials field.
+CREDENTIAL_FIELDS = {
+    "basic_auth_username": "username",
+    "basic_auth_password": "password",
+    "bearer_token": "token",
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the webhook accepts: a Basic user and password, a bearer token, both or neither."""
+
+    username: str | None = None
+    # Out of repr, so that no log or traceback that shows one shows a secret.
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Credentials:
+        password = settings.basic_auth_password
+        token = settings.bearer_token
+        return cls(
+            settings.basic_auth_username,
+            None if password is None else password.get_secret_value(),
+            None if token is None else token.get_secret_value(),
+        )
 
 
 class WebhookAuth:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
         self._basic: bytes | None = None
-        if settings.basic_auth_username is not None and settings.basic_auth_password is not None:
-            pair = (
-                f"{settings.basic_auth_username}:{settings.basic_auth_password.get_secret_value()}"
-            )
-            self._basic = pair.encode("utf-8")
-        self._token = (
-            settings.bearer_token.get_secret_value().encode("utf-8")
-            if settings.bearer_token is not None
-            else None
-        )
+        if credentials.username is not None and credentials.password is not None:
+            self._basic = f"{credentials.username}:{credentials.password}".encode()
+        self._token = None if credentials.token is None else credentials.token.encode("utf-8")
 
     @property
     def enabled(self) -> bool:

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import json
 import logging.config
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from exporter.app import create_app
 from exporter.logs import log_config
 from exporter.monitoring.config import MonitoringConfig
 from exporter.monitoring.rules import render_rules
+from exporter.secret_files import SecretFiles, secret_files
 from exporter.settings import Settings, env_name
 from exporter.simulate import Traffic, simulate
 from exporter.stores import open_store
@@ -106,14 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def serve(settings: Settings) -> int:
-    store = open_store(settings)
+async def serve(settings: Settings, secrets: SecretFiles | None = None) -> int:
     try:
+        store = open_store(settings)
         await store.start()
     except ValueError as exc:
-        print(f"cloudmailin-exporter: state store: {exc}", file=sys.stderr)
+        # One line that names the setting to fix, whatever the store.
+        reason = " ".join(str(exc).split())
+        where = f"{env_name('state_url')} / {flag('state_url')}"
+        print(f"cloudmailin-exporter: state store ({where}): {reason}", file=sys.stderr)
         return 2
-    app = create_app(settings, CollectorRegistry(), store)
+    app = create_app(settings, CollectorRegistry(), store, secrets=secrets)
     # What exists now (modules, the app, a loaded store) lives as long as the
     # process: keep it out of every garbage collection from here on. Each
     # webhook allocates thousands of short-lived tuples and dicts, and
@@ -175,10 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parsed = build_parser().parse_args(args)
     options = {k: v for k, v in vars(parsed).items() if k != "command"}
     if parsed.command == "serve":
+        # Before the settings read the files: a change in between is seen
+        # at the first check instead of missed.
+        secrets = SecretFiles(secret_files(os.environ, overridden=options))
         settings = load_settings(options)
         logging.config.dictConfig(log_config(settings.log_level))
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            return runner.run(serve(settings))
+            return runner.run(serve(settings, secrets))
     if parsed.command == "rules":
         sys.stdout.write(render_rules(build_model(MonitoringConfig, options)))
         return 0

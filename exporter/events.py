@@ -63,6 +63,10 @@ TERMINAL: Final[frozenset[str]] = frozenset(
 ONCE_PER_MESSAGE: Final[frozenset[str]] = TERMINAL | {"registration", "dispatch"}
 OTHER: Final = "other"
 KIND_PATTERN: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# Distinct unknown numeric kinds logged (each once); past that they are still
+# counted as `other`, silently. A handful says what an operator needs to know
+# (CloudMailin added a code); thousands would only be a sender's noise.
+MAX_LOGGED_CODES: Final = 32
 
 # RFC 5321 caps a path at 256 octets; anything longer is not an address.
 MAX_RECIPIENT_LENGTH: Final = 320
@@ -96,13 +100,20 @@ class KindCatalogue:
         # directly for names it has seen.
         self.resolved: dict[str, str] = {k: k for k in KNOWN_KINDS} | ALIASES
         self._new: set[str] = set()
+        self._codes_logged: set[int] = set()
 
     @property
     def new_kinds(self) -> frozenset[str]:
         return frozenset(self._new)
 
     def resolve(self, raw: object) -> str | None:
-        """The label for a kind, or None when it is malformed."""
+        """The label for a kind, or None when it is malformed.
+
+        `raw` is the JSON value as parsed: a name (str), or a numeric code as
+        an int or an integral float (`10`, `10.0`, `1e1` are all delivery);
+        unknown codes are `other`. Booleans, fractions and anything else are
+        malformed.
+        """
         if type(raw) is str:
             kind = self.resolved.get(raw)
             if kind is not None:
@@ -110,6 +121,12 @@ class KindCatalogue:
             if KIND_PATTERN.fullmatch(raw) is None:
                 return None
             return self._admit(raw)
+        if type(raw) is float:
+            # JSON has one number type: 10, 10.0 and 1e1 are the same code.
+            # A fractional part (or an infinity) makes it no code at all.
+            if not raw.is_integer():
+                return None
+            raw = int(raw)
         if type(raw) is int:
             named = CODES.get(raw)
             if named is None:
@@ -130,9 +147,10 @@ class KindCatalogue:
         return OTHER
 
     def _admit_code(self, code: int) -> str:
-        key = f"#{code}"
-        if key not in self.resolved:
-            self.resolved[key] = OTHER
+        # Kept apart from `resolved` (whose keys are kind names as sent) and
+        # bounded: any JSON number is a code, so a sender can spell millions.
+        if code not in self._codes_logged and len(self._codes_logged) < MAX_LOGGED_CODES:
+            self._codes_logged.add(code)
             log.warning("unknown numeric event kind counted as other", extra={"code": code})
         return OTHER
 

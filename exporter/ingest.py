@@ -178,7 +178,10 @@ def count(
             duplicates[kind] += 1
             repeated += 1
             continue
-        sign = recipient.rfind("@")
+        # DomainGuard.label's short cut: a hit on the text after the first @
+        # is a bare address (the cache holds no key another spelling could
+        # end with, such as `example.net>`); anything else goes through it.
+        sign = recipient.find("@")
         domain = decided.get(recipient[sign + 1 :]) if sign >= 0 else None
         if domain is None or domain is OTHER:
             domain = domains.label(recipient)

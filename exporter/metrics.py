@@ -40,7 +40,7 @@ DELIVERY_BUCKETS: Final = (
 # healthy; the top bounds catch a slow state store (whose timeout is 0.5 s).
 REQUEST_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # Response codes created at start so error-ratio alerts see a 0, not nothing.
-KNOWN_CODES: Final = ("200", "400", "401", "405", "413", "415")
+KNOWN_CODES: Final = ("200", "400", "401", "405", "413", "415", "500")
 # OpenMetrics caps an exemplar's label set at 128 characters.
 MAX_EXEMPLAR_ID: Final = 128 - len("message_id")
 TIMED_KINDS: Final = tuple(k for k in KNOWN_KINDS if k != "registration")

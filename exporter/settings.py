@@ -16,27 +16,24 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-ENV_PREFIX = "CLOUDMAILIN_EXPORTER_"
+from exporter.secret_files import ENV_PREFIX, SECRET_FIELDS, file_variable, read_secret
+
 STATE_SCHEMES = ("memory", "sqlite", "redis", "rediss")
-# Fields that may hold credentials: they can be read from a file named by
-# <VARIABLE>_FILE, which is how Kubernetes and Docker mount secrets.
-SECRET_FIELDS = ("basic_auth_username", "basic_auth_password", "bearer_token", "state_url")
 
 
 class SecretFileSource(PydanticBaseSettingsSource):
-    """Reads CLOUDMAILIN_EXPORTER_<NAME>_FILE for the secret fields."""
+    """Reads CLOUDMAILIN_EXPORTER_<NAME>_FILE for the secret fields
+    (`exporter.secret_files` reads them again when they change)."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        variable = f"{ENV_PREFIX}{field_name.upper()}_FILE"
+        variable = file_variable(field_name)
         path = os.environ.get(variable)
         if not path or field_name not in SECRET_FIELDS:
             return None, field_name, False
         try:
-            # Secret files conventionally end with a newline that is not
-            # part of the secret.
-            return Path(path).read_text(encoding="utf-8").rstrip("\r\n"), field_name, False
-        except OSError as exc:
-            raise ValueError(f"{variable}: cannot read {path}: {exc.strerror}") from None
+            return read_secret(Path(path)), field_name, False
+        except ValueError as exc:
+            raise ValueError(f"{variable}: {exc}") from None
 
     def __call__(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -156,10 +153,6 @@ class Settings(BaseSettings):
         if (self.basic_auth_username is None) != (self.basic_auth_password is None):
             raise ValueError("basic_auth_username and basic_auth_password must be set together")
         return self
-
-    @property
-    def auth_enabled(self) -> bool:
-        return self.basic_auth_username is not None or self.bearer_token is not None
 
 
 def env_name(field: str) -> str:

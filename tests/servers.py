@@ -197,3 +197,20 @@ def eventually(check: Callable[[], bool], timeout: float = 10) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def events_of(exporter: Running, kind: str, domain: str) -> float:
+    return exporter.value("cloudmailin_events_total", kind=kind, domain=domain)
+
+
+def events_snapshot(exporter: Running) -> dict[tuple[object, ...], float]:
+    """Every cloudmailin_* sample except the request accounting of the webhook itself."""
+    out: dict[tuple[object, ...], float] = {}
+    for family in exporter.registry.collect():
+        if not family.name.startswith("cloudmailin_") or "webhook_request" in family.name:
+            continue
+        if family.name == "cloudmailin_last_event_timestamp_seconds":
+            continue
+        for sample in family.samples:
+            out[(sample.name, *sorted(sample.labels.items()))] = sample.value
+    return out

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
+import orjson
 import pytest
 
 from exporter.events import (
     ALIASES,
     CODES,
     KNOWN_KINDS,
+    MAX_LOGGED_CODES,
     ONCE_PER_MESSAGE,
     TERMINAL,
     Event,
@@ -67,14 +71,58 @@ def test_new_well_formed_kinds_are_bounded() -> None:
     assert kinds.new_kinds == {"first_new", "second_new"}
 
 
-def test_unknown_numeric_code_is_other() -> None:
-    assert KindCatalogue(5).resolve(999) == "other"
+@pytest.mark.parametrize("code", [999, -1, -10, 2**64 - 1, 10**300])
+def test_unknown_numeric_code_is_other(code: int) -> None:
+    assert KindCatalogue(5).resolve(code) == "other"
+
+
+@pytest.mark.parametrize(("code", "kind"), sorted(DESIGN_CODES.items()))
+def test_an_integral_float_is_its_code(code: int, kind: str) -> None:
+    kinds = KindCatalogue(0)
+    assert kinds.resolve(float(code)) == kind
+    assert kinds.resolve(float(f"{code}e0")) == kind
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("10.0", "delivery"), ("1e1", "delivery"), ("1E+1", "delivery"), ("100e-1", "delivery"),
+        ("10.000", "delivery"), ("-0.0", "registration"), ("0e5", "registration"),
+        ("1.001e3", "spamd"),
+    ],
+)  # fmt: skip
+def test_json_spellings_of_codes(text: str, kind: str) -> None:
+    assert KindCatalogue(0).resolve(orjson.loads(text)) == kind
+
+
+@pytest.mark.parametrize("raw", [-10.0, 999.0, 1e300, -1e300, 2.0**64])
+def test_unknown_integral_floats_are_other(raw: float) -> None:
+    assert KindCatalogue(0).resolve(raw) == "other"
+
+
+def test_unknown_codes_are_logged_once_each_and_boundedly(caplog: pytest.LogCaptureFixture) -> None:
+    kinds = KindCatalogue(0)
+    with caplog.at_level(logging.WARNING, logger="exporter.events"):
+        for _ in range(3):
+            kinds.resolve(7)
+            kinds.resolve(7.0)
+        assert len(caplog.records) == 1
+        for code in range(10_000, 10_000 + 5 * MAX_LOGGED_CODES):
+            assert kinds.resolve(code) == "other"
+    assert len(caplog.records) == MAX_LOGGED_CODES
+    # Unknown codes never become names: the string "#7" stays malformed.
+    assert kinds.resolve("#7") is None
+    assert len(kinds.resolved) == len(KNOWN_KINDS) + len(ALIASES)
 
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "Delivery", "9lives", "has-dash", "has space", "a" * 33, None, True, 1.5, [], {}, "é"],
-)
+    [
+        "", "Delivery", "9lives", "has-dash", "has space", "a" * 33, None, True, False, 1.5,
+        10.5, -0.5, 1e-300, 10.000000000000002, float("inf"), float("-inf"), float("nan"),
+        "10", "10.0", "#10", [], [10], {}, "é",
+    ],
+)  # fmt: skip
 def test_malformed_kinds_are_refused(raw: object) -> None:
     kinds = KindCatalogue(5)
     assert kinds.resolve(raw) is None
@@ -123,6 +171,11 @@ def test_parse_valid_event_ignores_extra_fields_and_any_details() -> None:
     assert event == Event("delivery", "a@example.com", "m-1", 1_795_773_600.0)
 
 
+def test_parse_event_takes_a_float_code() -> None:
+    raw = {"kind": 10.0, "recipient": "a@example.net", "message_id": "n1"}
+    assert parse_event(raw, KindCatalogue(0)) == Event("delivery", "a@example.net", "n1", None)
+
+
 def test_timestamp_wins_over_created_at() -> None:
     event = parse_event(
         {"kind": "open", "recipient": "a@b.c", "timestamp": 10, "created_at": 20},
@@ -139,6 +192,9 @@ def test_timestamp_wins_over_created_at() -> None:
         ("delivery", "not_an_object"),
         ({"recipient": "a@b.c"}, "invalid_kind"),
         ({"kind": "NOPE", "recipient": "a@b.c"}, "invalid_kind"),
+        ({"kind": 10.5, "recipient": "a@b.c"}, "invalid_kind"),
+        ({"kind": True, "recipient": "a@b.c"}, "invalid_kind"),
+        ({"kind": "10", "recipient": "a@b.c"}, "invalid_kind"),
         ({"kind": "delivery"}, "invalid_recipient"),
         ({"kind": "delivery", "recipient": 7}, "invalid_recipient"),
         ({"kind": "delivery", "recipient": ""}, "invalid_recipient"),

@@ -58,16 +58,38 @@ def test_memory_store_applies_decide(batches: list[list[Claim]]) -> None:
     assert store.pending == oracle.pending
 
 
+# Recipients in the spellings a mail system passes on (RFC 5322), some with
+# one usable domain and some without.
+spelled_recipients = st.one_of(
+    st.sampled_from(
+        ["no-at-sign", "<>", "<a>", "a@y.example, b@x.example", "g:;", '@b,"', "a@z.example>"]
+    ),
+    st.builds(
+        lambda local, domain, form: form.format(f"{local}@{domain}"),
+        st.sampled_from(["a", "B", '"a@b"', "(c) d", ""]),
+        st.sampled_from(["x.example", "Y.example", "z.example", "bad..x", "bücher.example", ""]),
+        st.sampled_from(
+            ["{}", "<{}>", '"Jo" <{}>', "Jo <{}>", "{}>", "{} (Jo)", "g: {};", "{} ", "<{}"]
+        ),
+    ),
+)
+# Numeric kinds as JSON spells them: integers, and floats integral or not.
+numbers = st.one_of(
+    st.integers(-5, 2000),
+    st.integers(-5, 2000).map(float),
+    st.sampled_from([-0.0, 1e300, -1e300, 2.0**64, 10.5, 1e-300]),
+    st.floats(allow_nan=False),
+)
 values = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 2000), st.floats(allow_nan=False),
-    st.text(max_size=8), st.sampled_from([*KNOWN_KINDS, "rate_limited", "new_kind", "Bad", ""]),
+    st.none(), st.booleans(), numbers, st.text(max_size=8),
+    st.sampled_from([*KNOWN_KINDS, "rate_limited", "new_kind", "Bad", "", "10", "#7"]),
     st.just("2026-11-27T10:00:00Z"), st.lists(st.integers(), max_size=2),
 )  # fmt: skip
 events = st.one_of(
     values,
     st.dictionaries(
         st.sampled_from(["kind", "recipient", "message_id", "timestamp", "created_at", "x"]),
-        values | st.sampled_from(["a@b.example", "m-1"]),
+        values | st.sampled_from(["a@b.example", "m-1"]) | spelled_recipients,
         max_size=6,
     ),
 )
@@ -102,7 +124,8 @@ def test_ingest_validation_matches_parse_event(raw_events: list[Any]) -> None:
 counted = st.lists(
     st.tuples(
         st.sampled_from([None, "m-1", "m" * MAX_EXEMPLAR_ID, "m" * (MAX_EXEMPLAR_ID + 1)]),
-        st.sampled_from(["a@x.example", "b@Y.example", "c@z.example", "no-at-sign", "d@bad..x"]),
+        st.sampled_from(["a@x.example", "b@Y.example", "c@z.example", "no-at-sign", "d@bad..x"])
+        | spelled_recipients,
         st.sampled_from(KNOWN_KINDS),
         st.sampled_from([DUPLICATE, NOTHING, UNMATCHED, 0.0, *DELIVERY_BUCKETS, 1e9])
         | st.floats(0, 300_000, allow_nan=False),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.events import KNOWN_KINDS
+from exporter.events import CODES, KNOWN_KINDS
 from tests.servers import FakeClock, Running, running_exporter
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -27,9 +28,22 @@ json_values = st.recursive(
     ),
     max_leaves=20,
 )
-kinds = st.sampled_from([*KNOWN_KINDS, "rate_limited", "brand_new", "BAD", ""]) | json_values
+kinds = (
+    st.sampled_from([*KNOWN_KINDS, "rate_limited", "brand_new", "BAD", ""])
+    # Numeric kinds as integers and as floats, integral or not.
+    | st.sampled_from(sorted(CODES)).flatmap(lambda c: st.sampled_from([c, float(c), c + 0.5]))
+    | json_values
+)
+# RFC 5322 spellings of a recipient around an address, well formed or not.
+recipients = st.builds(
+    lambda address, form: form.format(address),
+    st.sampled_from(["u@fuzz.example", "u@Fuzz.Example", '"a@b"@fuzz.example', "u@", "u"]),
+    st.sampled_from(
+        ["{}", "<{}>", '"Jo Example" <{}>', "Jo <{}", "{}>", "(c) {}", "g: {};", "{}, x@y"]
+    ),
+)  # fmt: skip
 near_valid_events = st.fixed_dictionaries(
-    {"kind": kinds, "recipient": st.text(max_size=30) | json_values},
+    {"kind": kinds, "recipient": recipients | st.text(max_size=30) | json_values},
     optional={
         "message_id": st.text(max_size=20) | json_values,
         "timestamp": st.integers() | st.text(max_size=30) | json_values,
@@ -75,10 +89,48 @@ def test_any_json_gets_a_2xx_or_4xx(fuzzed: Running, payload: Any) -> None:
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(body=st.binary(max_size=400), content_type=st.sampled_from(["application/json", "x/y"]))
-def test_any_bytes_get_a_4xx(fuzzed: Running, body: bytes, content_type: str) -> None:
-    response = fuzzed.client.post("/events", content=body, headers={"content-type": content_type})
+@given(
+    body=st.binary(max_size=400),
+    content_type=st.sampled_from(["application/json", "x/y"]),
+    encoding=st.sampled_from([None, "gzip", "br"]),
+)
+def test_any_bytes_get_a_4xx(
+    fuzzed: Running, body: bytes, content_type: str, encoding: str | None
+) -> None:
+    headers = {"content-type": content_type}
+    if encoding is not None:
+        headers["content-encoding"] = encoding
+    response = fuzzed.client.post("/events", content=body, headers=headers)
     assert 200 <= response.status_code < 500
+    if encoding == "br" and content_type == "application/json":
+        assert response.status_code == 415
+    check_alive(fuzzed)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=payloads, cut=st.integers(0, 40), level=st.integers(0, 9))
+def test_any_gzip_body_gets_what_its_plain_body_gets(
+    fuzzed: Running, payload: Any, cut: int, level: int
+) -> None:
+    body = json.dumps(payload).encode()
+    compressed = gzip.compress(body, level)
+    first = fuzzed.client.post("/events", content=body, headers=JSON_HEADERS)
+    again = fuzzed.client.post(
+        "/events", content=compressed, headers={**JSON_HEADERS, "content-encoding": "gzip"}
+    )
+    assert again.status_code == first.status_code, again.text
+    if first.status_code == 200:
+        # The same decoded body: a retry, whose valid events are duplicates.
+        before, after = first.json(), again.json()
+        assert after["rejected"] == before["rejected"]
+        assert after["accepted"] + after["duplicates"] == before["accepted"] + before["duplicates"]
+        assert after["accepted"] == 0
+    truncated = fuzzed.client.post(
+        "/events",
+        content=compressed[: max(0, len(compressed) - 1 - cut)],
+        headers={**JSON_HEADERS, "content-encoding": "gzip"},
+    )
+    assert truncated.status_code == 400, truncated.text
     check_alive(fuzzed)
 
 

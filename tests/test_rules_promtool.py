@@ -194,11 +194,19 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, Any]]]] = {
             series("cloudmailin_webhook_requests_total", "0+10x60", "calm", code="200"),
             series("cloudmailin_webhook_requests_total", "0+0.2x60", "calm", code="400"),
             series("cloudmailin_webhook_requests_total", "0+0.3x60", "tiny", code="401"),
+            # Failing (500) is not counting either.
+            series("cloudmailin_webhook_requests_total", "0+1x60", "failing", code="500"),
+            series("cloudmailin_webhook_requests_total", "0+1x60", "failing", code="200"),
         ],
         [
             # 10 requests (the guard) by minute 5, then the 10 minutes of `for`.
             at(13, "CloudMailinWebhookRejecting"),
-            at(17, "CloudMailinWebhookRejecting", fires("mail", "CloudMailinWebhookRejecting")),
+            at(
+                17,
+                "CloudMailinWebhookRejecting",
+                fires("mail", "CloudMailinWebhookRejecting"),
+                fires("failing", "CloudMailinWebhookRejecting"),
+            ),
         ],
     ),
     "CloudMailinDomainOverflow": (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from exporter.events import KIND_INDEX
 from exporter.stores.sqlite import SQLiteStore
 from exporter.timing import UNMATCHED, Claim
-from tests.servers import event, eventually, exporter_process, run_cli, scrape, total
+from tests.servers import event, eventually, exporter_process, scrape, total
 
 
 def test_registrations_survive_a_clean_restart(tmp_path: Path) -> None:
@@ -80,45 +79,6 @@ def test_what_was_answered_200_survives_kill_9(tmp_path: Path) -> None:
         samples = scrape(second.url)
     assert total(samples, "cloudmailin_time_to_delivery_seconds_count") == len(acknowledged)
     assert total(samples, "cloudmailin_unmatched_events_total") == 0
-
-
-@pytest.mark.parametrize(
-    ("url", "message"),
-    [
-        ("sqlite:////nonexistent-dir/state.db", "directory /nonexistent-dir does not exist"),
-        ("sqlite:////etc/hostname/state.db", "directory /etc/hostname does not exist"),
-    ],
-)
-def test_unusable_sqlite_path_fails_at_start_up_with_one_line(url: str, message: str) -> None:
-    result = run_cli(env={"CLOUDMAILIN_EXPORTER_STATE_URL": url})
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert lines == [f"cloudmailin-exporter: state store: {message}"]
-
-
-def test_sqlite_file_that_is_a_directory_fails_at_start_up(tmp_path: Path) -> None:
-    (tmp_path / "state.db").mkdir()
-    result = run_cli(env={"CLOUDMAILIN_EXPORTER_STATE_URL": f"sqlite:///{tmp_path}/state.db"})
-    assert result.returncode == 2
-    assert result.stderr.startswith("cloudmailin-exporter: state store: cannot open")
-    assert len(result.stderr.strip().splitlines()) == 1
-
-
-@pytest.mark.parametrize("version", [1, 2, 4, 99])
-def test_a_state_file_of_another_schema_version_is_refused(tmp_path: Path, version: int) -> None:
-    """Versions 1 and 2 were never released: they are refused, not upgraded."""
-    path = tmp_path / "state.db"
-    with sqlite3.connect(path) as db:
-        db.execute(f"PRAGMA user_version = {version}")
-    result = run_cli(env={"CLOUDMAILIN_EXPORTER_STATE_URL": f"sqlite:///{path}"})
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
-        f"cloudmailin-exporter: state store: cannot open {path}: schema version {version}, "
-        "not 3: point CLOUDMAILIN_EXPORTER_STATE_URL at a new file (this one can be deleted)"
-    )
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (version,)
-        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
 def test_records_evicted_for_capacity_stay_gone_after_a_restart(tmp_path: Path) -> None:

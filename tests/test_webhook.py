@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from exporter.events import CODES, KNOWN_KINDS
-from tests.servers import FakeClock, Running, running_exporter
+from tests.servers import FakeClock, Running, events_of, events_snapshot, running_exporter
 
 
 @pytest.fixture
@@ -18,23 +18,6 @@ def open_exporter(clock: FakeClock) -> Iterator[Running]:
     """Every domain admitted on first sight, so labels are predictable."""
     with running_exporter(clock, domain_min_events=1) as running:
         yield running
-
-
-def events_of(exporter: Running, kind: str, domain: str) -> float:
-    return exporter.value("cloudmailin_events_total", kind=kind, domain=domain)
-
-
-def events_snapshot(exporter: Running) -> dict[tuple[object, ...], float]:
-    """Every cloudmailin_* sample except the request accounting of the webhook itself."""
-    out: dict[tuple[object, ...], float] = {}
-    for family in exporter.registry.collect():
-        if not family.name.startswith("cloudmailin_") or "webhook_request" in family.name:
-            continue
-        if family.name == "cloudmailin_last_event_timestamp_seconds":
-            continue
-        for sample in family.samples:
-            out[(sample.name, *sorted(sample.labels.items()))] = sample.value
-    return out
 
 
 def test_every_kind_is_counted_by_kind_and_domain(open_exporter: Running) -> None:

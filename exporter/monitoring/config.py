@@ -124,10 +124,11 @@ class MonitoringConfig(BaseModel):
     rejecting_window: str = Field(
         "15m", pattern=DURATION, description="Window of the webhook error ratio."
     )
-    # 10%: wrong credentials reject everything (100%); a few malformed posts
-    # from a sender under test stay well below.
+    # 10%: wrong credentials reject everything (100%), and so does an error
+    # that fails every request (5xx); a few malformed posts from a sender
+    # under test stay well below.
     rejecting_ratio: float = Field(
-        0.1, gt=0, le=1, description="Share of webhook requests answered 4xx that alerts."
+        0.1, gt=0, le=1, description="Share of webhook requests answered 4xx or 5xx that alerts."
     )
     rejecting_min_requests: int = Field(
         10, ge=1, description="Webhook requests in the window below which none alerts."

@@ -386,7 +386,8 @@ def domain_overflow() -> Any:
 def state_errors() -> Any:
     return series(
         "State store errors",
-        "Failed state store calls by operation; events are still counted meanwhile (timing pauses).",
+        "Failed state store calls by operation; events are still counted meanwhile "
+        "(timing pauses).",
         "ops",
         query(
             summed("cloudmailin_state_errors_total", "operation"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from exporter.monitoring import dashboards
+from exporter.monitoring import chart_readme, dashboards
 from exporter.monitoring.config import MonitoringConfig
 from exporter.monitoring.rules import helm_groups_template, render_rules
 
@@ -46,6 +46,7 @@ def outputs() -> dict[Path, str]:
         ),
     }
     files.update(dashboards.outputs(Path("grafana/dashboards"), CHART / "files" / "dashboards"))
+    files.update(chart_readme.outputs(CHART))
     return files
 
 

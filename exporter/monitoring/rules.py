@@ -21,7 +21,9 @@ SPAM: Final = "spamd|suppressed"
 OUTCOMES: Final = "|".join(sorted(TERMINAL))
 RECORDED_QUANTILES: Final = ("0.5", "0.99")
 SEVERITIES: Final = ("critical", "warning", "info")
-CLIENT_ERRORS: Final = 'code=~"4.."'
+# Refused (4xx) and failed (5xx) webhooks alike: either way CloudMailin's
+# events are not counted.
+NOT_COUNTED: Final = 'code=~"[45].."'
 DELIVERIES: Final = "cloudmailin_time_to_delivery_seconds_count"
 
 
@@ -238,7 +240,7 @@ class Builder:
             ),
             self.alert(
                 "CloudMailinWebhookRejecting",
-                f"{self.increase(requests, c.rejecting_window, CLIENT_ERRORS)}\n/ "
+                f"{self.increase(requests, c.rejecting_window, NOT_COUNTED)}\n/ "
                 f"{self.increase(requests, c.rejecting_window)}\n> {num(c.rejecting_ratio)}\n"
                 f"and {on} {self.increase(requests, c.rejecting_window)} >= "
                 f"{num(c.rejecting_min_requests)}",
@@ -246,8 +248,9 @@ class Builder:
                 "critical",
                 f"The webhook is rejecting CloudMailin's requests ({where})",
                 f"More than {num(c.rejecting_ratio)} of webhook requests in the last "
-                f"{c.rejecting_window} were answered 4xx; 401 means the credentials in "
-                "CloudMailin's URL do not match the exporter's. Events are being lost.",
+                f"{c.rejecting_window} were answered 4xx or 5xx; 401 means the credentials in "
+                "CloudMailin's URL do not match the exporter's, 500 an error the exporter "
+                "logged with its traceback. Events are being lost.",
                 DASHBOARD_HEALTH,
             ),
             self.alert(

@@ -22,11 +22,22 @@ thread, with a connection of its own, copies the write-ahead log into the
 database file (a checkpoint, which ends with an fsync): done by the writer
 after a commit, as SQLite does by default, it held up every request of that
 group for about 9 ms.
+
+One process per file: `start` takes an exclusive lock on a file beside the
+database (`<db>.lock`) and holds it until `stop`; a second process pointed at
+the same file refuses to start. Two writers would each decide from their own
+in-memory copy while appending to one log, silently corrupting timing and
+duplicate state. The lock is `flock` on a sidecar rather than
+`PRAGMA locking_mode=EXCLUSIVE` because the checkpointer's second
+connection must still reach the database, and SQLite's own POSIX locks
+are released whenever any descriptor of the file is closed in the process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import queue
@@ -117,6 +128,11 @@ class SQLiteStore(StateStore):
         self._worker: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._lock: int | None = None
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
 
     async def start(self) -> None:
         if self._db is not None:
@@ -128,6 +144,7 @@ class SQLiteStore(StateStore):
             self.path.exists() and not os.access(self.path, os.W_OK)
         ):
             raise ValueError(f"{self.path} is not writable")
+        self._take_lock()
         try:
             self._db = await asyncio.to_thread(self._open)
             checkpoints = sqlite3.connect(
@@ -137,6 +154,7 @@ class SQLiteStore(StateStore):
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            self._release_lock()
             raise ValueError(f"cannot open {self.path}: {exc}") from None
         self.pending = self._memory.pending
         self._stopping.clear()
@@ -147,10 +165,48 @@ class SQLiteStore(StateStore):
         )
         self._checkpointer.start()
 
+    def _take_lock(self) -> None:
+        """Hold `<db>.lock` exclusively, or raise ValueError: one process per file."""
+        lock = self.lock_path
+        try:
+            # os.access above trusts permission bits, which root ignores;
+            # creating the lock file is the real test of the directory.
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise ValueError(f"cannot create {lock}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValueError(
+                f"{self.path} is in use by another exporter process (it holds {lock}); "
+                "one process per SQLite file: give each its own file, or use Redis"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise ValueError(f"cannot lock {lock}: {exc.strerror}") from None
+        self._lock = fd
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            # Closing the descriptor releases the flock.
+            with contextlib.suppress(OSError):
+                os.close(self._lock)
+            self._lock = None
+
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(
             self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
+        # Checked first: a file this exporter does not know is left untouched
+        # (switching it to WAL would already rewrite its header).
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            db.close()
+            raise sqlite3.DatabaseError(
+                f"schema version {version}, not {SCHEMA_VERSION}: point"
+                " CLOUDMAILIN_EXPORTER_STATE_URL at a new file (this one can be deleted)"
+            )
         db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a committed transaction survives the process
         # being killed; only a power cut can lose the last ones, for a
@@ -159,13 +215,6 @@ class SQLiteStore(StateStore):
         db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         # Checkpoints are the checkpointer thread's (see the module's docstring).
         db.execute("PRAGMA wal_autocheckpoint=0")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            db.close()
-            raise sqlite3.DatabaseError(
-                f"schema version {version}, not {SCHEMA_VERSION}: point"
-                " CLOUDMAILIN_EXPORTER_STATE_URL at a new file (this one can be deleted)"
-            )
         db.executescript(SCHEMA)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         (floor,) = db.execute("SELECT coalesce(max(until), -1) FROM evicted").fetchone()
@@ -195,6 +244,7 @@ class SQLiteStore(StateStore):
         if self._db is not None:
             self._db.close()
             self._db = None
+        self._release_lock()
 
     # --- the worker thread -----------------------------------------------
 
@@ -228,7 +278,11 @@ class SQLiteStore(StateStore):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except Exception as exc:
+            # Whatever failed is the group's answer (the store maps SQLite's
+            # errors; anything else reaches the webhook's 500). The thread
+            # must outlive it: without it every later write would wait for
+            # its timeout, for the life of the process.
             _answer(group, exc)
             return
         _answer(group, None)
