@@ -191,8 +191,9 @@ class RecordTable:
         for c in range(len(claims)):
             claim = claims[c]
             if claim[2] < 0:
-                continue
-            if keys is None:
+                # Never looked up; the read below of key 0's home is harmless.
+                unsigned = 0
+            elif keys is None:
                 # SipHash, keyed per process, of the message id and of the
                 # recipient: no tuple is built to hash them together.
                 unsigned = ((hash(claim[0]) & _U64) * _MIX1 & _U64) ^ (hash(claim[1]) & _U64)
@@ -200,8 +201,7 @@ class RecordTable:
                 unsigned = keys[c]
             batch[c] = unsigned
         for c in range(len(claims)):
-            if claims[c][2] >= 0:
-                sink ^= slots[_home(batch[c], mask) * _WORDS]
+            sink ^= slots[_home(batch[c], mask) * _WORDS]
         self._sink = sink
 
     def load(self, records: Iterable[tuple[int, int]]) -> None:
