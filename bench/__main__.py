@@ -49,7 +49,9 @@ def state_urls(stack: ExitStack, tmp: Path, stores: tuple[str, ...]) -> dict[str
         urls["sqlite"] = f"sqlite:///{tmp}/bench-state.db"
     if "redis" in stores:
         require("redis-server")
-        urls["redis"] = stack.enter_context(redis_server(tmp)).url
+        # Beside the load generator: a Redis on another node would not take
+        # the exporter's core.
+        urls["redis"] = stack.enter_context(redis_server(tmp, pinned(LOAD_CORE, []))).url
     return {k: v for k, v in urls.items() if k in stores}
 
 
@@ -196,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             "mixed": footprint_mixed(min(args.pending, 200_000)),
             "messages": args.pending,
         }
+        if "redis" in stores:
+            report["footprint"]["redis_bytes_per_message"] = footprint(
+                "redis", min(args.pending, 200_000)
+            )
         if args.soak:
             report["soak"] = soak(args.soak)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Memory per pending message (memory store) and bytes per message on disk (SQLite).
+"""Memory per pending message (memory store), bytes per message on disk (SQLite)
+and Redis memory per message remembered.
 
 `memory` and `sqlite` register messages and nothing else: the floor. `mixed`
 replays what a real sender's messages go through (exporter/simulate.py:
@@ -23,6 +24,7 @@ import orjson
 from exporter.events import KIND_INDEX
 from exporter.simulate import Simulator, Traffic
 from exporter.stores.memory import MemoryStore
+from exporter.stores.redis import RedisStore
 from exporter.stores.sqlite import SQLiteStore
 from exporter.timing import Claim
 
@@ -131,12 +133,56 @@ async def mixed_bytes_per_message(messages: int) -> dict[str, float]:
     }
 
 
+async def redis_bytes_per_message(messages: int) -> float:
+    """Redis's used_memory per message, over a mixed stream: every message
+    registered, dispatched, then delivered (60%), bounced (10%) or still
+    pending (30%), in 100-event batches as CloudMailin posts them. A delivered
+    message is remembered for the duplicate window like a pending one."""
+    import redis  # noqa: PLC0415
+
+    from bench.processes import RedisServer  # noqa: PLC0415
+
+    reg, dispatch = KIND_INDEX["registration"], KIND_INDEX["dispatch"]
+    outcomes = [KIND_INDEX["delivery"]] * 6 + [KIND_INDEX["bounce"]] + [-1] * 3
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp))
+        server.start()
+        try:
+            client = redis.Redis(port=server.port)
+            store = RedisStore(server.url, ttl=1e9, max_entries=messages * 2, timeout=30)
+            await store.start()
+            before = int(client.info("memory")["used_memory"])
+            batch, n = 100, 0
+            for i in range(0, messages, batch):
+                stream: list[Claim] = []
+                for m in range(i, min(i + batch, messages)):
+                    (message_id, recipient, _, at, _) = claims(m, 1)[0]
+                    stream.append((message_id, recipient, reg, at, "registration"))
+                    stream.append((message_id, recipient, dispatch, at + 1, "dispatch"))
+                    if outcomes[m % 10] >= 0:
+                        stream.append((message_id, recipient, outcomes[m % 10], at + 9, "x"))
+                for first in range(0, len(stream), batch):
+                    n += 1
+                    await store.apply(n.to_bytes(16, "big"), stream[first : first + batch], 1e9)
+            used = int(client.info("memory")["used_memory"]) - before
+            await store.maintain(1e9)
+            assert store.pending == messages * 3 // 10
+            await store.stop()
+            return used / messages
+        finally:
+            server.stop()
+
+
 def main() -> None:
     which, messages = sys.argv[1], int(sys.argv[2])
     if which == "mixed":
         print(json.dumps(asyncio.run(mixed_bytes_per_message(messages))))
         return
-    measure = memory_bytes_per_pending if which == "memory" else sqlite_bytes_per_message
+    measure = {
+        "memory": memory_bytes_per_pending,
+        "sqlite": sqlite_bytes_per_message,
+        "redis": redis_bytes_per_message,
+    }[which]
     print(json.dumps({"bytes_per_message": asyncio.run(measure(messages))}))
 
 

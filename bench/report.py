@@ -13,6 +13,8 @@ TARGETS = {
     "scrape_ms": 20.0,
     "memory_bytes": 150.0,
     "sqlite_vs_memory": 0.5,
+    # Issue 16: one round trip per batch.
+    "redis_vs_memory": 0.25,
 }
 
 
@@ -47,6 +49,11 @@ def table(report: dict[str, Any]) -> str:
         f"{mixed['memory_bytes_per_message']:.0f} bytes per message; SQLite "
         f"{mixed['sqlite_bytes_per_message']:.0f} bytes per message on disk"
     )
+    if "redis_bytes_per_message" in fp:
+        lines.append(
+            f"Redis: {fp['redis_bytes_per_message']:.0f} bytes of used_memory per message "
+            "remembered (records, their order, request bodies)"
+        )
     if "soak" in report:
         s = report["soak"]
         lines.append(
@@ -81,6 +88,13 @@ def targets(report: dict[str, Any]) -> dict[str, str]:
             ("SQLite events/s x memory (100-event)", b100["sqlite"]["eps"] / b100["memory"]["eps"],
              ">=", TARGETS["sqlite_vs_memory"])
         )  # fmt: skip
+    if "redis" in b100:
+        checks += [
+            ("Redis events/s x memory (100-event)", b100["redis"]["eps"] / b100["memory"]["eps"],
+             ">=", TARGETS["redis_vs_memory"]),
+            ("p99 ms at half saturation (100-event, Redis)", b100["redis"]["half"]["p99_ms"], "<",
+             t["p99_half_ms"]),
+        ]  # fmt: skip
     for name, value, op, target in checks:
         met = value >= target if op == ">=" else value < target if op == "<" else value <= target
         out[name] = f"{value:.3g} (target {op} {target}: {'met' if met else 'NOT met'})"

@@ -18,7 +18,7 @@ from pydantic_settings import (
 
 from exporter.secret_files import ENV_PREFIX, SECRET_FIELDS, file_variable, read_secret
 
-STATE_SCHEMES = ("memory", "sqlite", "redis", "rediss")
+STATE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel")
 
 
 class SecretFileSource(PydanticBaseSettingsSource):
@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     state_url: str = Field(
         "memory://",
         description="State store: memory://, sqlite:///relative.db, sqlite:////abs.db, "
-        "redis://[:password@]host:6379/0 or rediss:// for TLS.",
+        "redis://[:password@]host:6379/0, rediss:// for TLS, or "
+        "redis+sentinel://h1:26379,h2:26379/<master>/<db> for Sentinel (password as in redis://).",
     )
     # 10 MiB: CloudMailin batches are a few hundred bytes per event, so this
     # admits batches of tens of thousands of events while a hostile body is
@@ -146,6 +147,11 @@ class Settings(BaseSettings):
             raise ValueError(f"scheme must be one of {', '.join(STATE_SCHEMES)}")
         if scheme == "sqlite" and not value.startswith("sqlite:///"):
             raise ValueError("use sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        if scheme == "redis+sentinel":
+            # Here, not at the top: the stores package imports this module.
+            from exporter.stores.redis import SentinelURL  # noqa: PLC0415
+
+            SentinelURL.parse(value)
         return value
 
     @model_validator(mode="after")

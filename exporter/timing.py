@@ -2,8 +2,8 @@
 
 `decide` is the one statement of what an event means for its message. The
 record table (stores/table.py), which the memory and SQLite stores keep, is
-its one fast version, held to it by a differential test; the Redis store
-applies it, atomically, to records.
+its one fast version, and the Redis store's Lua script restates it by
+necessity; differential tests hold both to it.
 
 A verdict is one float, because it is computed for every event of every
 batch: seconds since registration (>= 0) to observe, or one of the codes.

@@ -154,6 +154,24 @@ def test_notes_give_the_exact_webhook_url() -> None:
     assert "kubectl port-forward" in plain
 
 
+def test_a_sentinel_url_is_accepted_inline_and_from_a_secret() -> None:
+    url = "redis+sentinel://:pw@redis.mail.svc:26379/mymaster/0"
+    inline = by_kind(
+        install({"replicaCount": 2, "state": {"store": "redis", "redis": {"url": url}}})
+    )
+    (secret,) = inline["Secret"]
+    assert base64.b64decode(secret["data"]["state-url"]) == url.encode()
+    kinds = by_kind(install(load_values(CHART / "ci/redis-sentinel-values.yaml")))
+    (deployment,) = kinds["Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CLOUDMAILIN_EXPORTER_STATE_URL_FILE"] == "/etc/cloudmailin-exporter/redis/url"
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["redis"]["secret"]["secretName"] == "cloudmailin-redis-sentinel"
+    assert "Secret" not in kinds or all("state-url" not in s["data"] for s in kinds["Secret"])
+
+
 def test_redis_replicas_share_the_store() -> None:
     kinds = by_kind(install(load_values(CHART / "ci/redis-replicas-values.yaml")))
     (deployment,) = kinds["Deployment"]
@@ -228,6 +246,7 @@ def test_values_defaults_are_the_rules_config_defaults() -> None:
         ({"state": {"store": "mysql"}}, "store"),
         ({"state": {"store": "redis"}}, "redis"),
         ({"state": {"store": "redis", "redis": {"url": "http://redis:6379"}}}, "url"),
+        ({"state": {"store": "redis", "redis": {"url": "sentinel://s:26379/m/0"}}}, "url"),
         ({"prometheusRule": {"config": {"bounceRatioFor": "15 minutes"}}}, "bounceRatioFor"),
         ({"prometheusRule": {"config": {"bounceRatioWarning": 2}}}, "bounceRatioWarning"),
         ({"config": {"logLevel": "loud"}}, "logLevel"),

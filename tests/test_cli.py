@@ -37,6 +37,11 @@ def test_help_documents_every_setting() -> None:
         ({"CLOUDMAILIN_EXPORTER_PORT": "eighty"}, (), "CLOUDMAILIN_EXPORTER_PORT / --port"),
         ({}, ("--port", "70000"), "CLOUDMAILIN_EXPORTER_PORT / --port"),
         ({}, ("--state-url", "mysql://x"), "CLOUDMAILIN_EXPORTER_STATE_URL / --state-url"),
+        (
+            {},
+            ("--state-url", "redis+sentinel://:pw@sentinel/mymaster/0"),
+            "CLOUDMAILIN_EXPORTER_STATE_URL / --state-url",
+        ),
         ({}, ("--max-domains", "0"), "CLOUDMAILIN_EXPORTER_MAX_DOMAINS / --max-domains"),
         ({"CLOUDMAILIN_EXPORTER_LOG_LEVEL": "loud"}, (), "CLOUDMAILIN_EXPORTER_LOG_LEVEL"),
         ({}, ("--basic-auth-username", "only-user"), "settings"),

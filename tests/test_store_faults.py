@@ -3,6 +3,7 @@ and the exporter recovers by itself when the store answers again."""
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -96,3 +97,27 @@ def test_redis_unreachable_at_start_up_starts_down_then_recovers(tmp_path: Path)
             assert exporter.post([{"kind": "open", "recipient": "a@f.example"}]).status_code == 200
             server.start()
             assert eventually(lambda: store_up(exporter), 10)
+
+
+def test_redis_that_stops_answering_is_timed_out_and_recovers(tmp_path: Path) -> None:
+    """A Redis that holds the connection but never answers (frozen, or a
+    network that drops packets): every call ends at the store timeout."""
+    with (
+        redis_server(tmp_path) as server,
+        running_exporter(state_url=server.url, store_timeout_seconds=0.3) as exporter,
+    ):
+        post_pair(exporter, "before")
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            response = exporter.post(
+                [{"kind": "bounce", "recipient": "a@f.example", "message_id": "frozen"}]
+            )
+            assert response.json() == {"accepted": 1, "rejected": 0, "duplicates": 0}
+            assert errors(exporter) >= 1
+            assert eventually(lambda: not store_up(exporter), 5)
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        assert eventually(lambda: store_up(exporter), 10)
+        post_pair(exporter, "after")
+        assert timed(exporter) == 2

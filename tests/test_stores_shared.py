@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -33,7 +36,7 @@ def post(proc: Process, body: bytes) -> dict[str, int]:
     return summary
 
 
-def events(*items: dict[str, str]) -> bytes:
+def events(*items: dict[str, Any]) -> bytes:
     return orjson.dumps({"events": list(items)})
 
 
@@ -94,7 +97,108 @@ def test_records_carry_a_redis_ttl(replicas: tuple[RedisServer, Process, Process
     server, a, _ = replicas
     post(a, events(event("registration", "t1")))
     client = redis.Redis(port=server.port)
-    keys = client.keys("cloudmailin-exporter:m:*") + client.keys("cloudmailin-exporter:b:*")
-    assert len(keys) == 2
+    keys = client.keys("{cloudmailin-exporter}:*")
+    assert len(keys) == 4  # records, their order, bodies, the pending count
     for key in keys:
         assert 0 < client.ttl(key) <= int(259_200 * 1.1) + 60
+
+
+def kind_total(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, kind: str
+) -> float:
+    return sum(v for (n, labels), v in samples.items() if n == name and ("kind", kind) in labels)
+
+
+def load(
+    proc: Process, bodies: list[bytes], results: list[dict[str, int]], deadline: float
+) -> None:
+    """Post `bodies` in order, as fast as the replica answers, until `deadline`."""
+    with httpx.Client(base_url=proc.url, timeout=10) as client:
+        for body in bodies:
+            if time.monotonic() > deadline:
+                return
+            response = client.post(
+                "/events", content=body, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == 200
+            results.append(response.json())
+
+
+def test_two_replicas_under_load_count_every_event_once(
+    replicas: tuple[RedisServer, Process, Process],
+) -> None:
+    _, a, b = replicas
+    rounds, per_batch = 150, 20
+    # Stamped, so that no delivery looks older than its registration to a
+    # replica whose clock was read a moment earlier (that is not timed).
+    registered, delivered = time.time() - 60, time.time() - 30
+
+    def stamped(kind: str, message_id: str, at: float) -> dict[str, Any]:
+        return {**event(kind, message_id), "timestamp": at}
+
+    # On A: registrations, and a delivery of r<k> that B also posts, in
+    # another body, at about the same time.
+    a_bodies = [
+        events(
+            *(stamped("registration", f"m{k}-{i}", registered) for i in range(per_batch)),
+            stamped("delivery", f"r{k}", delivered),
+        )
+        for k in range(rounds)
+    ]
+    # On B: the deliveries of A's registrations, the repeated delivery, and
+    # every fourth of A's bodies again: CloudMailin's retry landing on the
+    # other pod, racing the original.
+    b_bodies: list[bytes] = []
+    for k in range(rounds):
+        b_bodies.append(
+            events(
+                *(stamped("delivery", f"m{k}-{i}", delivered) for i in range(per_batch)),
+                stamped("delivery", f"r{k}", delivered),
+            )
+        )
+        if k % 4 == 0:
+            b_bodies.append(a_bodies[k])
+    retried = [a_bodies[k] for k in range(0, rounds, 4)]
+    retried_events = sum(len(orjson.loads(body)["events"]) for body in retried)
+    results: dict[str, list[dict[str, int]]] = {"a": [], "b": []}
+    deadline = time.monotonic() + 60
+    threads = [
+        threading.Thread(target=load, args=(a, a_bodies, results["a"], deadline)),
+        threading.Thread(target=load, args=(b, b_bodies, results["b"], deadline)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()) + 5)
+    assert not any(thread.is_alive() for thread in threads)
+    assert (len(results["a"]), len(results["b"])) == (len(a_bodies), len(b_bodies))
+
+    unique = rounds * (per_batch + 1) + rounds * per_batch
+    repeats = rounds + retried_events
+    answers: list[dict[str, Any]] = results["a"] + results["b"]
+    assert sum(r["accepted"] for r in answers) == unique
+    assert sum(r["duplicates"] for r in answers) == repeats
+    assert all(r["rejected"] == 0 for r in answers)
+    # Each retried body was taken whole by one replica and refused whole by
+    # the other.
+    whole = [r for r in answers if r["duplicates"] == per_batch + 1]
+    assert len(whole) == len(retried)
+
+    sa, sb = scrape(a.url), scrape(b.url)
+    counted = total(sa, "cloudmailin_events_total") + total(sb, "cloudmailin_events_total")
+    assert counted == unique
+    duplicates = total(sa, "cloudmailin_duplicate_events_total") + total(
+        sb, "cloudmailin_duplicate_events_total"
+    )
+    assert duplicates == repeats
+    # Every delivery counted was either timed (its registration came first,
+    # through either replica) or unmatched (r<k> has none; a delivery may
+    # also overtake its registration), never both, never lost.
+    timed = total(sa, "cloudmailin_time_to_delivery_seconds_count") + total(
+        sb, "cloudmailin_time_to_delivery_seconds_count"
+    )
+    unmatched = kind_total(sa, "cloudmailin_unmatched_events_total", "delivery") + kind_total(
+        sb, "cloudmailin_unmatched_events_total", "delivery"
+    )
+    assert timed + unmatched == rounds * per_batch + rounds
+    assert unmatched >= rounds
