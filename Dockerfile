@@ -2,8 +2,8 @@
 # cloudmailin-exporter: a small, non-root image with only the runtime dependencies.
 
 # Pinned to a patch release of the Python the tests run on. The build stage
-# is the full image, for its C compiler (two modules are compiled with
-# Cython); the runtime stage is the slim image of the same release and Debian.
+# is the full image, for its C compiler (the modules with a .pxd are compiled
+# with Cython); the runtime stage is the slim image of the same release and Debian.
 FROM python:3.11.11-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml setup.py constraints.txt README.md ./

@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         report["footprint"] = {
             "memory_bytes_per_pending": footprint("memory", args.pending),
             "sqlite_bytes_per_message": footprint("sqlite", min(args.pending, 200_000)),
+            # A realistic stream: every event of a message costs SQLite a record.
+            "mixed": footprint_mixed(min(args.pending, 200_000)),
             "messages": args.pending,
         }
         if "redis" in stores:
@@ -227,6 +229,15 @@ def footprint(which: str, messages: int) -> float:
     ).stdout  # fmt: skip
     value: float = json.loads(out)["bytes_per_message"]
     return value
+
+
+def footprint_mixed(messages: int) -> dict[str, float]:
+    out = subprocess.run(
+        pinned(LOAD_CORE, [sys.executable, "-m", "bench.footprint", "mixed", str(messages)]),
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    result: dict[str, float] = json.loads(out)
+    return result
 
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
 """Memory per pending message (memory store), bytes per message on disk (SQLite)
 and Redis memory per message remembered.
 
+`memory` and `sqlite` register messages and nothing else: the floor. `mixed`
+replays what a real sender's messages go through (exporter/simulate.py:
+registration, dispatch, delivery, some bounces and soft bounces, opens and
+clicks), in webhooks of up to 100 events, and reports both stores' bytes per
+message: every event of a message logs its record's new state in SQLite.
+
 Run as a child process so its resident memory is the store's and nothing else's.
 """
 
@@ -13,7 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import orjson
+
 from exporter.events import KIND_INDEX
+from exporter.simulate import Simulator, Traffic
 from exporter.stores.memory import MemoryStore
 from exporter.stores.redis import RedisStore
 from exporter.stores.sqlite import SQLiteStore
@@ -70,6 +79,60 @@ async def sqlite_bytes_per_message(messages: int) -> float:
         return path.stat().st_size / messages
 
 
+def mixed_stream(messages: int) -> list[tuple[bytes, list[Claim]]]:
+    """Webhooks of a simulated sender (100 messages/s, delivery in about 2 s),
+    virtual time, until `messages` are registered and their events sent."""
+    traffic = Traffic(rate=100, duration=86_400, seed=7)
+    simulator = Simulator(traffic)
+    webhooks: list[tuple[bytes, list[Claim]]] = []
+    now, registered = 1e9, 0
+    while registered < messages or simulator.queue:
+        if registered < messages:
+            for _ in range(int(traffic.rate * traffic.tick)):
+                simulator.new_message(now)
+                registered += 1
+        events = simulator.due(now)
+        for i in range(0, len(events), traffic.batch_size):
+            batch = events[i : i + traffic.batch_size]
+            claims: list[Claim] = [
+                (e["message_id"], e["recipient"], KIND_INDEX[e["kind"]], now, e["kind"])
+                for e in batch
+            ]
+            webhooks.append((orjson.dumps({"events": batch}), claims))
+        now += traffic.tick
+    return webhooks
+
+
+async def mixed_bytes_per_message(messages: int) -> dict[str, float]:
+    webhooks = mixed_stream(messages)
+    events = sum(len(claims) for _, claims in webhooks)
+    # The memory store first, while the process holds nothing else new: its
+    # records and the bodies it remembers (the SQLite store keeps the same
+    # in memory, and SQLite's page cache besides).
+    memory = MemoryStore(ttl=1e9, max_entries=messages * 2)
+    gc.collect()
+    before = rss()
+    for body, claims in webhooks:
+        await memory.apply(body, claims, claims[0][3])
+    gc.collect()
+    in_memory = (rss() - before) / messages
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "state.db"
+        store = SQLiteStore(path, ttl=1e9, max_entries=messages * 2, timeout=30)
+        await store.start()
+        for body, claims in webhooks:
+            await store.apply(body, claims, claims[0][3])
+        await store.stop()
+        on_disk = path.stat().st_size / messages
+    return {
+        "messages": messages,
+        "events_per_message": events / messages,
+        "webhooks": len(webhooks),
+        "memory_bytes_per_message": in_memory,
+        "sqlite_bytes_per_message": on_disk,
+    }
+
+
 async def redis_bytes_per_message(messages: int) -> float:
     """Redis's used_memory per message, over a mixed stream: every message
     registered, dispatched, then delivered (60%), bounced (10%) or still
@@ -112,6 +175,9 @@ async def redis_bytes_per_message(messages: int) -> float:
 
 def main() -> None:
     which, messages = sys.argv[1], int(sys.argv[2])
+    if which == "mixed":
+        print(json.dumps(asyncio.run(mixed_bytes_per_message(messages))))
+        return
     measure = {
         "memory": memory_bytes_per_pending,
         "sqlite": sqlite_bytes_per_message,

@@ -41,7 +41,13 @@ def table(report: dict[str, Any]) -> str:
     lines.append(
         f"memory store: {fp['memory_bytes_per_pending']:.0f} bytes per pending message "
         f"({fp['messages']} pending); SQLite: {fp['sqlite_bytes_per_message']:.0f} bytes per "
-        "message on disk"
+        "message on disk (registrations only)"
+    )
+    mixed = fp["mixed"]
+    lines.append(
+        f"mixed stream ({mixed['events_per_message']:.1f} events a message): memory store "
+        f"{mixed['memory_bytes_per_message']:.0f} bytes per message; SQLite "
+        f"{mixed['sqlite_bytes_per_message']:.0f} bytes per message on disk"
     )
     if "redis_bytes_per_message" in fp:
         lines.append(

@@ -45,24 +45,6 @@ KNOWN_CODES: Final = ("200", "400", "401", "405", "413", "415", "500")
 MAX_EXEMPLAR_ID: Final = 128 - len("message_id")
 TIMED_KINDS: Final = tuple(k for k in KNOWN_KINDS if k != "registration")
 
-METRIC_NAMES: Final = (
-    "cloudmailin_events_total",
-    "cloudmailin_time_to_delivery_seconds",
-    "cloudmailin_time_since_registration_seconds",
-    "cloudmailin_pending_messages",
-    "cloudmailin_pending_evicted_total",
-    "cloudmailin_unmatched_events_total",
-    "cloudmailin_duplicate_events_total",
-    "cloudmailin_rejected_events_total",
-    "cloudmailin_webhook_requests_total",
-    "cloudmailin_webhook_request_duration_seconds",
-    "cloudmailin_domain_overflow_events_total",
-    "cloudmailin_last_event_timestamp_seconds",
-    "cloudmailin_state_errors_total",
-    "cloudmailin_state_store_up",
-    "cloudmailin_exporter_build_info",
-)
-
 
 class Histogram:
     """One histogram series: per-bucket counts, a sum and the latest exemplar per bucket."""

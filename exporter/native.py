@@ -1,13 +1,13 @@
 """Which parts of the exporter run compiled.
 
-`pip install` compiles two modules with Cython when a C compiler is present
-(see setup.py): the record table (`stores/_table.pyx`, whose pure-Python twin
-is `stores/table.py`) and the ingest loop (`ingest.py` itself, compiled from
-the same source that otherwise runs as Python, with the C types declared in
-`ingest.pxd`). Where they could not be
-built, the pure-Python code runs, with the same results, more slowly.
-CLOUDMAILIN_PURE_PYTHON=1 asks for the pure code even when the compiled code
-is there: the tests run both ways.
+A module is compiled when a `.pxd` file sits beside its `.py`: `pip install`
+then compiles that very `.py` with Cython where a C compiler works, typed by
+the `.pxd` (see setup.py), and the extension is imported in its place. That
+is the one list of compiled modules; setup.py, scripts/env.sh, the
+Dockerfile's check and the tests all read it from the files. Where the
+modules could not be built, the same code runs as Python, with the same
+results, more slowly. CLOUDMAILIN_PURE_PYTHON=1 asks for the Python even when
+the compiled code is there: the tests run both ways.
 """
 
 from __future__ import annotations
@@ -23,10 +23,21 @@ from types import ModuleType
 from typing import Final
 
 PURE_ENV: Final = "CLOUDMAILIN_PURE_PYTHON"
-TABLE: Final = "exporter.stores._table"
-# Modules compiled from their own .py source.
-FROM_SOURCE: Final = ("exporter.ingest",)
-MODULES: Final = (TABLE, *FROM_SOURCE)
+_PACKAGE: Final = Path(__file__).resolve().parent
+
+
+def _compiled_modules() -> tuple[str, ...]:
+    """Every module of the package with a .pxd beside its .py, by name."""
+    return tuple(
+        sorted(
+            ".".join(("exporter", *pxd.relative_to(_PACKAGE).with_suffix("").parts))
+            for pxd in _PACKAGE.rglob("*.pxd")
+            if pxd.with_suffix(".py").exists()
+        )
+    )
+
+
+MODULES: Final = _compiled_modules()
 
 
 def pure_requested() -> bool:
@@ -51,12 +62,12 @@ def available() -> bool:
 
 
 class _SourceFirst(importlib.abc.MetaPathFinder):
-    """Finds the modules in FROM_SOURCE as their .py files, past a built extension."""
+    """Finds the modules in MODULES as their .py files, past a built extension."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in FROM_SOURCE:
+        if fullname not in MODULES:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or not _is_extension(spec.origin):
@@ -67,6 +78,6 @@ class _SourceFirst(importlib.abc.MetaPathFinder):
 
 
 def prefer_source() -> None:
-    """Import FROM_SOURCE modules from their .py files (before they are imported)."""
+    """Import the MODULES from their .py files (before they are imported)."""
     if not any(isinstance(finder, _SourceFirst) for finder in sys.meta_path):
         sys.meta_path.insert(0, _SourceFirst())

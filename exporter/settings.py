@@ -92,8 +92,7 @@ class Settings(BaseSettings):
         le=30 * 86_400,
         description="How long a registration (and the duplicate window) is remembered.",
     )
-    # 1M: a day or two of a busy sender; about 60 bytes each in memory (about
-    # 140 with the pure-Python record table).
+    # 1M: a day or two of a busy sender; about 60 bytes each in memory.
     pending_max_entries: int = Field(
         1_000_000, ge=100, le=100_000_000, description="Most messages remembered at once."
     )

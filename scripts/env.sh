@@ -11,17 +11,30 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@"
 }
 
+# build_inputs: what an install is built from: pyproject.toml, constraints.txt,
+# setup.py, and each compiled module (a .pxd and the .py beside it; see
+# exporter/native.py).
+build_inputs() {
+  echo "$ROOT/pyproject.toml" "$ROOT/constraints.txt" "$ROOT/setup.py"
+  for pxd in $(find "$ROOT/exporter" -name '*.pxd'); do
+    echo "$pxd" "${pxd%.pxd}.py"
+  done
+}
+
 # ensure_venv SPEC STAMP: install SPEC (".", "-e .[test]") into .venv once per
-# change of pyproject.toml, constraints.txt or the source of a compiled module
-# (an editable install builds the extensions once; they must be rebuilt).
+# change of a build input (an editable install builds the extensions once;
+# they must be rebuilt).
 ensure_venv() {
   spec="$1"; stamp="$VENV/.$2"
   if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && "$PYTHON" -m venv "$VENV"; }
   fi
-  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/constraints.txt" -nt "$stamp" ] \
-    || [ "$ROOT/setup.py" -nt "$stamp" ] || [ "$ROOT/exporter/stores/_table.pyx" -nt "$stamp" ] \
-    || [ "$ROOT/exporter/ingest.py" -nt "$stamp" ] || [ "$ROOT/exporter/ingest.pxd" -nt "$stamp" ]; then
+  stale=""
+  [ -f "$stamp" ] || stale="yes"
+  for input in $(build_inputs); do
+    if [ "$input" -nt "$stamp" ]; then stale="yes"; fi
+  done
+  if [ -n "$stale" ]; then
     # shellcheck disable=SC2086 # the spec may be two words (-e .[test])
     (cd "$ROOT" && "$VENV/bin/pip" install -q -c constraints.txt $spec)
     touch "$stamp"

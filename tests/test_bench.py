@@ -44,6 +44,10 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert report["scrape"]["series"] > 1000
     assert report["footprint"]["memory_bytes_per_pending"] > 0
     assert report["footprint"]["sqlite_bytes_per_message"] > 0
+    mixed = report["footprint"]["mixed"]
+    # Every event of a message logs its record's state: more than a registration's row.
+    assert mixed["events_per_message"] > 1
+    assert mixed["sqlite_bytes_per_message"] > report["footprint"]["sqlite_bytes_per_message"]
     soak = report["soak"]
     assert soak["events_sent"] > 0
     assert soak["lost"] == 0

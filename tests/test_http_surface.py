@@ -44,7 +44,7 @@ def test_metric_names_types_and_labels_match_the_design(exporter: Running) -> No
     info = families["cloudmailin_exporter_build_info"].samples[0]
     assert (info.labels["version"], info.value) == (__version__, 1)
     assert {s.labels["operation"] for s in families["cloudmailin_state_errors"].samples} == {
-        "connect", "read", "write", "expire",
+        "connect", "write", "expire",
     }  # fmt: skip
     assert {s.labels["reason"] for s in families["cloudmailin_pending_evicted"].samples} == {
         "expired", "capacity",

@@ -8,14 +8,12 @@ import sqlite3
 from pathlib import Path
 
 from bench.processes import redis_server
+from exporter.stores.base import OPERATIONS
 from tests.servers import Running, eventually, running_exporter
 
 
 def errors(exporter: Running) -> float:
-    return sum(
-        exporter.value("cloudmailin_state_errors_total", operation=op)
-        for op in ("connect", "read", "write", "expire")
-    )
+    return sum(exporter.value("cloudmailin_state_errors_total", operation=op) for op in OPERATIONS)
 
 
 def timed(exporter: Running) -> float:

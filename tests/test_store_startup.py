@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -80,11 +81,19 @@ def not_sqlite(tmp: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def unknown_schema(tmp: Path) -> str:
-    path = tmp / "state.db"
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA user_version = 99")
-    return f"sqlite:///{path}"
+def schema(version: int) -> Callable[[Path], str]:
+    """A state file of another schema version (1 and 2 were never released)."""
+
+    def make(tmp: Path) -> str:
+        path = tmp / "state.db"
+        with sqlite3.connect(path) as db:
+            db.execute(f"PRAGMA user_version = {version}")
+        return f"sqlite:///{path}"
+
+    return make
+
+
+unknown_schema = schema(99)
 
 
 def directory_as_file(tmp: Path) -> str:
@@ -101,7 +110,9 @@ def directory_as_file(tmp: Path) -> str:
         (lambda _: "sqlite:////sys/state.db", "cannot create /sys/state.db.lock"),
         (directory_as_file, "cannot open"),
         (not_sqlite, "file is not a database"),
-        (unknown_schema, "schema version 99; this exporter reads versions 1 and 2"),
+        (schema(1), "schema version 1, not 3: point CLOUDMAILIN_EXPORTER_STATE_URL at a new"),
+        (schema(2), "schema version 2, not 3: point CLOUDMAILIN_EXPORTER_STATE_URL at a new"),
+        (unknown_schema, "schema version 99, not 3"),
         (lambda _: "redis://localhost:notaport/0", "invalid Redis URL"),
         (lambda _: "rediss://localhost:99999/0", "invalid Redis URL"),
     ],
@@ -111,6 +122,8 @@ def directory_as_file(tmp: Path) -> str:
         "unwritable-directory",
         "file-is-a-directory",
         "not-sqlite",
+        "schema-1",
+        "schema-2",
         "unknown-schema",
         "redis-port-not-a-number",
         "redis-port-out-of-range",
@@ -125,7 +138,7 @@ def test_every_store_start_up_failure_names_the_setting(
     assert expected in refused_line(result)
 
 
-@pytest.mark.parametrize("make_url", [unknown_schema, not_sqlite])
+@pytest.mark.parametrize("make_url", [schema(1), schema(2), unknown_schema, not_sqlite])
 def test_a_refused_sqlite_file_is_left_as_it_was(tmp_path: Path, make_url: object) -> None:
     assert callable(make_url)
     url = make_url(tmp_path)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -14,9 +12,7 @@ import httpx
 import pytest
 
 from exporter.events import KIND_INDEX
-from exporter.stores.base import body_digest
 from exporter.stores.sqlite import SQLiteStore
-from exporter.stores.table import pure_message_keys
 from exporter.timing import UNMATCHED, Claim
 from tests.servers import event, eventually, exporter_process, scrape, total
 
@@ -83,57 +79,6 @@ def test_what_was_answered_200_survives_kill_9(tmp_path: Path) -> None:
         samples = scrape(second.url)
     assert total(samples, "cloudmailin_time_to_delivery_seconds_count") == len(acknowledged)
     assert total(samples, "cloudmailin_unmatched_events_total") == 0
-
-
-V1_SCHEMA = """
-CREATE TABLE records (id INTEGER PRIMARY KEY, key INTEGER NOT NULL, created INTEGER NOT NULL,
-                      registered INTEGER NOT NULL, seen INTEGER NOT NULL);
-CREATE INDEX records_created ON records (created);
-CREATE TABLE bodies (id INTEGER PRIMARY KEY, key BLOB NOT NULL, seen_at REAL NOT NULL);
-CREATE INDEX bodies_seen_at ON bodies (seen_at);
-PRAGMA user_version = 1;
-"""
-
-
-RETRIED = json.dumps({"events": [event("open", "v0")]}).encode()
-
-
-def test_a_version_1_file_is_upgraded_and_keeps_its_messages(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    registered = time.time() - 60
-    with sqlite3.connect(path) as db:
-        db.executescript(V1_SCHEMA)
-        for i in range(30):
-            claim = (f"v{i}", f"v{i}@durable.example", KIND_INDEX["registration"], 0.0, "")
-            row = (pure_message_keys([claim])[0], int(registered), int(registered * 1000) + 1, 1)
-            # An older state of the same message first: the later row must win.
-            db.execute("INSERT INTO records (key, created, registered, seen) VALUES (?, ?, 0, 0)",
-                       row[:2])  # fmt: skip
-            db.execute("INSERT INTO records (key, created, registered, seen) VALUES (?, ?, ?, ?)",
-                       row)  # fmt: skip
-        # A body answered before the upgrade: its retry afterwards is a duplicate.
-        db.execute("INSERT INTO bodies (key, seen_at) VALUES (?, ?)",
-                   (body_digest(RETRIED), registered))  # fmt: skip
-    env = {"CLOUDMAILIN_EXPORTER_STATE_URL": f"sqlite:///{path}"}
-    with exporter_process(tmp_path, env) as upgraded:
-        assert total(scrape(upgraded.url), "cloudmailin_pending_messages") == 30
-        retry = httpx.post(
-            upgraded.url + "/events",
-            content=RETRIED,
-            headers={"Content-Type": "application/json"},
-        )
-        assert retry.json() == {"accepted": 0, "rejected": 0, "duplicates": 1}
-        httpx.post(
-            upgraded.url + "/events",
-            json={"events": [event("delivery", f"v{i}") for i in range(30)]},
-        )
-        samples = scrape(upgraded.url)
-    assert total(samples, "cloudmailin_time_to_delivery_seconds_count") == 30
-    assert total(samples, "cloudmailin_unmatched_events_total") == 0
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
-        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-        assert not {"records", "bodies"} & tables
 
 
 def test_records_evicted_for_capacity_stay_gone_after_a_restart(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ and the chart's files/.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Final
 
@@ -698,8 +697,3 @@ def panel_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
         for target in panel.get("targets", []):
             out.append((panel["title"], target["expr"]))
     return out
-
-
-def load(path: Path) -> dict[str, Any]:
-    board: dict[str, Any] = json.loads(path.read_text())
-    return board

@@ -48,9 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from exporter.stores.base import Outcome, StateStore, StoreError
+from exporter.stores.base import Outcome, StateStore, StoreError, body_digest
 from exporter.stores.memory import MemoryStore
-from exporter.stores.table import ROW, body_digest_function, message_keys_function, packed
+from exporter.stores.table import ROW, message_keys, packed
 from exporter.timing import Claim
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,10 @@ CACHE_KIB: Final = 32 * 1024
 CHECKPOINT_INTERVAL: Final = 0.2
 WAL_LIMIT_PAGES: Final = 16_384
 
-# Version 1 logged one row per record; it is upgraded in place at start-up.
-SCHEMA_VERSION: Final = 2
+# A file of another version is refused at start-up. None was released before
+# 3 (1 logged one row per record, 2 keyed records by BLAKE2b), so there is
+# nothing to upgrade.
+SCHEMA_VERSION: Final = 3
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY,
@@ -118,8 +120,6 @@ class SQLiteStore(StateStore):
         self.checkpoint_interval = checkpoint_interval
         self.wal_limit_pages = wal_limit_pages
         self._memory = MemoryStore(ttl, max_entries)
-        self._keys = message_keys_function()
-        self._digest = body_digest_function()
         self._memory.dropped_until = -1
         # The memory store counts evictions; this store reports them.
         self.evicted = self._memory.evicted
@@ -201,10 +201,11 @@ class SQLiteStore(StateStore):
         # Checked first: a file this exporter does not know is left untouched
         # (switching it to WAL would already rewrite its header).
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, 1, SCHEMA_VERSION):
+        if version not in (0, SCHEMA_VERSION):
             db.close()
             raise sqlite3.DatabaseError(
-                f"schema version {version}; this exporter reads versions 1 and {SCHEMA_VERSION}"
+                f"schema version {version}, not {SCHEMA_VERSION}: point"
+                " CLOUDMAILIN_EXPORTER_STATE_URL at a new file (this one can be deleted)"
             )
         db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a committed transaction survives the process
@@ -215,8 +216,6 @@ class SQLiteStore(StateStore):
         # Checkpoints are the checkpointer thread's (see the module's docstring).
         db.execute("PRAGMA wal_autocheckpoint=0")
         db.executescript(SCHEMA)
-        if version == 1:
-            _upgrade_from_1(db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         (floor,) = db.execute("SELECT coalesce(max(until), -1) FROM evicted").fetchone()
         # Later rows of a key are its later states: the table's load folds
@@ -321,8 +320,8 @@ class SQLiteStore(StateStore):
 
     async def apply(self, body: bytes, claims: Sequence[Claim], now: float) -> Outcome:
         touched = bytearray()
-        keys = self._keys(claims)
-        body_key = self._digest(body)
+        keys = message_keys(claims)
+        body_key = body_digest(body)
         outcome = self._memory.apply_now(body_key, claims, now, keys, touched)
         if outcome.body_seen:
             return outcome
@@ -375,35 +374,6 @@ def _evict(db: sqlite3.Connection, until: int) -> None:
         " ON CONFLICT (id) DO UPDATE SET until = max(until, excluded.until)",
         (until,),
     )
-
-
-# Records per row when a version 1 file is rewritten.
-_UPGRADE_CHUNK: Final = 10_000
-
-
-def _upgrade_from_1(db: sqlite3.Connection) -> None:
-    """Rewrite version 1's row per record as version 2's rows of records, in one transaction."""
-    records: dict[int, tuple[int, int, int]] = {}
-    for key, created, registered, seen in db.execute(
-        "SELECT key, created, registered, seen FROM records ORDER BY id"
-    ):
-        records[key] = (created, registered, seen)
-    items = list(records.items())
-    db.execute("BEGIN IMMEDIATE")
-    for start in range(0, len(items), _UPGRADE_CHUNK):
-        chunk = items[start : start + _UPGRADE_CHUNK]
-        blob = b"".join(ROW.pack(key, reg, created, seen) for key, (created, reg, seen) in chunk)
-        written = max(created for _, (created, _, _) in chunk)
-        db.execute(
-            "INSERT INTO batches (written, body, records) VALUES (?, x'', ?)", (written, blob)
-        )
-    db.execute(
-        "INSERT INTO batches (written, body, records)"
-        " SELECT CAST(seen_at AS INTEGER), key, x'' FROM bodies ORDER BY id"
-    )
-    db.execute("DROP TABLE records")
-    db.execute("DROP TABLE bodies")
-    db.execute("COMMIT")
 
 
 def _answer(group: list[_Job], exc: BaseException | None) -> None:
