@@ -35,6 +35,9 @@ ensure_venv() {
     if [ "$input" -nt "$stamp" ]; then stale="yes"; fi
   done
   if [ -n "$stale" ]; then
+    # Extensions built before are rebuilt; one whose module is no longer
+    # compiled (it lost its .pxd) would otherwise shadow the .py in place.
+    find "$ROOT/exporter" -name '*.so' -delete
     # shellcheck disable=SC2086 # the spec may be two words (-e .[test])
     (cd "$ROOT" && "$VENV/bin/pip" install -q -c constraints.txt $spec)
     touch "$stamp"
