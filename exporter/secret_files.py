@@ -35,6 +35,8 @@ POLL_SECONDS: Final = 5.0
 
 # st_ino, st_mtime_ns, st_size of the file a path leads to; None if it leads nowhere.
 Identity = tuple[int, int, int] | None
+# Not an identity: no file has been warned about yet.
+_NEVER: Final = (-1, -1, -1)
 
 
 def file_variable(field: str) -> str:
@@ -91,29 +93,42 @@ class SecretFiles:
         self.paths = dict(paths)
         self.interval = interval
         self._seen = {field: identity(path) for field, path in self.paths.items()}
+        # The identity each unusable file had when it was last warned about.
+        self._warned: dict[str, Identity] = {}
 
     def changed(self) -> dict[str, str]:
-        """{field: new value} of the files changed since the last call.
+        """{field: new value} of the files changed since their last use.
 
         Empty when none changed, or when a changed file cannot be used
-        (unreadable, not UTF-8, empty): then the values in use stay, and it
-        is logged once, until the files change again.
+        (unreadable, not UTF-8, empty): then the values in use stay, each
+        unusable file is logged once until it changes again, and every
+        changed file is read again at the next call. A change is taken
+        whole or not at all, so a new username never meets an old password.
         """
         now = {field: identity(path) for field, path in self.paths.items()}
         moved = [field for field in self.paths if now[field] != self._seen[field]]
-        self._seen = now
-        if not moved:
-            return {}
         values = {}
+        failed = False
         for field in moved:
             try:
                 values[field] = read_secret(self.paths[field])
             except ValueError as exc:
-                log.warning(
-                    "a changed secret file cannot be used; keeping the values in use",
-                    extra={"variable": file_variable(field), "error": str(exc)},
-                )
-                return {}
+                failed = True
+                if self._warned.get(field, _NEVER) != now[field]:
+                    self._warned[field] = now[field]
+                    log.warning(
+                        "a changed secret file cannot be used; keeping the values in use",
+                        extra={"variable": file_variable(field), "error": str(exc)},
+                    )
+        if failed:
+            # Nothing is marked seen: a read that failed (a file caught in
+            # the kubelet's swap, a key not yet written) is tried again at
+            # the next call, and so are the good files, whose change would
+            # otherwise be lost while they wait for the bad one.
+            return {}
+        for field in moved:
+            self._seen[field] = now[field]
+            self._warned.pop(field, None)
         return values
 
     async def watch(self, apply: Callable[[dict[str, str]], None]) -> None:

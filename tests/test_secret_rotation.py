@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from exporter.app import create_app
 from exporter.auth import Credentials
-from exporter.secret_files import SecretFiles, secret_files
+from exporter.secret_files import SecretFiles, identity, secret_files
 from exporter.settings import Settings
 from exporter.stores import open_store
 from tests.chart import CHART, install, kubelet_secret_volume, load_values, pod_environment
@@ -116,6 +117,55 @@ def test_an_unusable_new_file_keeps_the_old_credentials_and_logs_once(
         assert "TOKEN_FILE" in str(warnings[0].__dict__.get("variable"))
         # A good file afterwards is taken as usual.
         replace_file(token, b"tok-2\n")
+        assert eventually(lambda: status(client, **bearer("tok-2")) == 200, 10)
+        assert status(client, **bearer("tok-1")) == 401
+
+
+def test_a_pair_with_one_bad_file_waits_for_it_then_takes_both(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The username's change must not be used up while the password file is bad:
+    # taken alone, the old password would meet the new user.
+    username, password = tmp_path / "username", tmp_path / "password"
+    username.write_text("cm-1\n")
+    password.write_text("pw-1\n")
+    files = {"basic_auth_username": username, "basic_auth_password": password}
+    with exporter_with_files(files) as client:
+        with caplog.at_level(logging.INFO, logger="exporter"):
+            replace_file(username, b"cm-2\n")
+            replace_file(password, b"")
+            assert eventually(lambda: "cannot be used" in caplog.text, 10)
+            time.sleep(0.5)  # many more checks (every 0.05 s): still one warning
+            assert status(client, auth=("cm-1", "pw-1")) == 200
+            assert status(client, auth=("cm-2", "pw-1")) == 401
+            replace_file(password, b"pw-2\n")
+            assert eventually(lambda: status(client, auth=("cm-2", "pw-2")) == 200, 10)
+        warnings = [r for r in caplog.records if "cannot be used" in r.getMessage()]
+        assert len(warnings) == 1
+        assert "PASSWORD_FILE" in str(warnings[0].__dict__.get("variable"))
+        assert status(client, auth=("cm-1", "pw-1")) == 401
+        assert status(client, auth=("cm-1", "pw-2")) == 401
+        assert status(client, auth=("cm-2", "pw-1")) == 401
+
+
+def test_a_failed_read_is_tried_again_though_the_file_did_not_change(tmp_path: Path) -> None:
+    # A read can fail once and work later on the very same file (caught in
+    # the kubelet's swap, or written in place): the change is not used up.
+    # Here the file is written in place with bytes that are not UTF-8, then
+    # with good bytes of the same length and its old mtime: nothing a stat()
+    # shows has moved since the failed read.
+    token = tmp_path / "token"
+    token.write_text("tok-1\n")
+    secrets = SecretFiles({"bearer_token": token}, interval=0.05)
+    with exporter_with_files({"bearer_token": token}) as client:
+        with token.open("r+b") as f:
+            f.write(b"\xff\xfe\xfd\xfc\xfb\n")
+        stamp = token.stat()
+        assert secrets.changed() == {}
+        token.write_bytes(b"tok-2\n")
+        os.utime(token, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+        assert identity(token) == (stamp.st_ino, stamp.st_mtime_ns, stamp.st_size)
+        assert secrets.changed() == {"bearer_token": "tok-2"}
         assert eventually(lambda: status(client, **bearer("tok-2")) == 200, 10)
         assert status(client, **bearer("tok-1")) == 401
 
