@@ -122,3 +122,22 @@ def test_process_local_keys_tell_messages_and_recipients_apart() -> None:
     verdicts = table.apply(claims, 10.0)
     assert len(table) == 3
     assert verdicts[3] != verdicts[0]  # the repeat is a duplicate
+
+
+def test_process_local_keys_find_their_records_through_growth() -> None:
+    # Half of Python's hashes are negative: their keys must come out the same
+    # 64 unsigned bits each time, through the table's growth, compiled or not.
+    table = RecordTable()
+    n = 5_000
+    claims: list[Claim] = [
+        (f"m{i}", f"r{i % 7}@x.example", KIND_INDEX["registration"], 1_000_000.0, "registration")
+        for i in range(n)
+    ]
+    table.apply(claims, 1_000_000.0)
+    keys = [key for key, _ in table.items()]
+    assert len(set(keys)) == len(table) == n
+    assert all(0 <= key < 2**64 for key in keys)
+    assert any(key >= 2**63 for key in keys)
+    delivery = [(c[0], c[1], KIND_INDEX["delivery"], 1_000_002.0, "delivery") for c in claims]
+    assert table.apply(delivery, 1_000_003.0) == [2.0] * n
+    assert table.pending == 0

@@ -5,7 +5,7 @@
 import cython
 
 cdef Py_ssize_t _WORDS
-cdef unsigned long long _LIVE, _SEEN, _LOW32, _U64, _MIX1, _MIX2
+cdef unsigned long long _LIVE, _SEEN, _LOW32, _U64
 cdef unsigned long long _ONCE_BITS, _REGISTRATION_BIT, _TERMINAL_BITS
 cdef double _MAX_LOAD
 
