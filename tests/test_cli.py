@@ -109,6 +109,23 @@ def test_secrets_from_files_and_never_in_logs(tmp_path: Path) -> None:
         assert secret not in logs
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2-in-url@localhost:6379/0",
+        "rediss://user:hunter2-in-url@localhost:6380/1",
+        "redis+sentinel://:hunter2-in-url@localhost:26379/mymaster/0",
+    ],
+)
+def test_a_password_in_the_state_url_stays_out_of_reprs(url: str) -> None:
+    # A repr lands in tracebacks and debug logs; the webhook's own
+    # secrets are SecretStr, the state URL must be hidden as well.
+    settings = Settings(state_url=url, basic_auth_username="u", basic_auth_password="hunter2-pw")
+    assert settings.state_url == url
+    for text in (repr(settings), str(settings)):
+        assert "hunter2" not in text
+
+
 def test_sigterm_shuts_down_gracefully(tmp_path: Path) -> None:
     with exporter_process(tmp_path) as proc:
         proc.proc.send_signal(signal.SIGTERM)
