@@ -161,7 +161,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_basic_pair(self) -> Settings:
         if (self.basic_auth_username is None) != (self.basic_auth_password is None):
-            raise ValueError("basic_auth_username and basic_auth_password must be set together")
+            raise ValueError(
+                f"{env_name('basic_auth_username')} and {env_name('basic_auth_password')} "
+                "(or their _FILE forms) must be set together"
+            )
         return self
 
 

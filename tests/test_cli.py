@@ -12,12 +12,32 @@ import httpx
 import pytest
 
 from bench.processes import free_port
+from exporter.monitoring.config import MonitoringConfig
 from exporter.settings import Settings, env_name
 from tests.servers import exporter_process, run_cli
 
 
 def json_lines(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("command", ["serve", "rules", "simulate"])
+def test_every_command_has_help(command: str) -> None:
+    # Help text is %-formatted by argparse: a description with a literal
+    # "2%" once crashed `rules --help` with a traceback.
+    result = run_cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_rules_help_documents_every_threshold() -> None:
+    result = run_cli("rules", "--help")
+    text = " ".join(result.stdout.split())
+    for name, field in MonitoringConfig.model_fields.items():
+        assert "--" + name.replace("_", "-") in text
+        assert field.description is not None
+        assert " ".join(field.description.split()) in text
 
 
 def test_help_documents_every_setting() -> None:
@@ -44,7 +64,11 @@ def test_help_documents_every_setting() -> None:
         ),
         ({}, ("--max-domains", "0"), "CLOUDMAILIN_EXPORTER_MAX_DOMAINS / --max-domains"),
         ({"CLOUDMAILIN_EXPORTER_LOG_LEVEL": "loud"}, (), "CLOUDMAILIN_EXPORTER_LOG_LEVEL"),
-        ({}, ("--basic-auth-username", "only-user"), "settings"),
+        (
+            {},
+            ("--basic-auth-username", "only-user"),
+            "CLOUDMAILIN_EXPORTER_BASIC_AUTH_PASSWORD",
+        ),
         ({"CLOUDMAILIN_EXPORTER_BEARER_TOKEN_FILE": "/nonexistent/token"}, (), "BEARER_TOKEN_FILE"),
     ],
 )
