@@ -40,4 +40,5 @@ test-venv:
 	@ROOT=$(CURDIR) . scripts/env.sh && ensure_venv "-e .[test]" test
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build
+	find exporter \( -name '*.so' -o -name '*.c' -o -name '*.html' \) -delete

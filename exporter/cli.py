@@ -51,12 +51,14 @@ def add_model_flags(
             default = ",".join(default)
         shown = "unset" if default is None else default
         env = f"env {env_name(name)}; " if with_env else ""
+        text = f"{field.description} [{env}default {shown}]"
         parser.add_argument(
             flag(name),
             dest=name,
             default=argparse.SUPPRESS,
             metavar=name.upper(),
-            help=f"{field.description} [{env}default {shown}]",
+            # argparse formats help with %: a literal one ("2%") must be doubled.
+            help=text.replace("%", "%%"),
         )
 
 
@@ -84,7 +86,10 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         field, message = first_error(exc)
-        where = f"{env_name(field)} / {flag(field)}" if field else "settings"
+        if not field:
+            # A rule across fields names its settings in its own message.
+            raise SystemExit(f"cloudmailin-exporter: invalid settings: {message}") from None
+        where = f"{env_name(field)} / {flag(field)}"
         raise SystemExit(f"cloudmailin-exporter: invalid setting {where}: {message}") from None
     except ValueError as exc:
         raise SystemExit(f"cloudmailin-exporter: invalid settings: {exc}") from None

@@ -57,8 +57,9 @@ def compiled(module: str) -> bool:
 
 
 def available() -> bool:
-    """Whether every compiled module is in use."""
-    return all(compiled(module) for module in MODULES)
+    """Whether every compiled module is in use (False when none is declared:
+    a package that lost its .pxd files must not pass the image's build check)."""
+    return bool(MODULES) and all(compiled(module) for module in MODULES)
 
 
 class _SourceFirst(importlib.abc.MetaPathFinder):

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
         description="State store: memory://, sqlite:///relative.db, sqlite:////abs.db, "
         "redis://[:password@]host:6379/0, rediss:// for TLS, or "
         "redis+sentinel://h1:26379,h2:26379/<master>/<db> for Sentinel (password as in redis://).",
+        # The URL may carry the Redis password: keep it out of every repr
+        # (tracebacks, debug logs), as SecretStr does for the webhook's.
+        repr=False,
     )
     # 10 MiB: CloudMailin batches are a few hundred bytes per event, so this
     # admits batches of tens of thousands of events while a hostile body is
@@ -92,7 +95,8 @@ class Settings(BaseSettings):
         le=30 * 86_400,
         description="How long a registration (and the duplicate window) is remembered.",
     )
-    # 1M: a day or two of a busy sender; about 60 bytes each in memory.
+    # 1M: a day or two of a busy sender; about 75 bytes each in memory over a
+    # mixed stream (bench/README.md), so 75 MB at the cap.
     pending_max_entries: int = Field(
         1_000_000, ge=100, le=100_000_000, description="Most messages remembered at once."
     )
@@ -157,7 +161,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_basic_pair(self) -> Settings:
         if (self.basic_auth_username is None) != (self.basic_auth_password is None):
-            raise ValueError("basic_auth_username and basic_auth_password must be set together")
+            raise ValueError(
+                f"{env_name('basic_auth_username')} and {env_name('basic_auth_password')} "
+                "(or their _FILE forms) must be set together"
+            )
         return self
 
 

@@ -240,7 +240,9 @@ FAST = MonitoringConfig(
     overflow_for="3s",
     state_store_down_for="3s",
     evicted_window="30s",
+    evicted_for="3s",
     unmatched_window="30s",
+    unmatched_for="3s",
     down_for="30s",
     absent_for="1m",
 )

@@ -4,7 +4,8 @@ The rules are the chart's, rendered by the Helm engine for release cm in
 namespace mail with every window shortened from minutes to seconds, so a
 spike shows within a test's patience; Prometheus scrapes the exporter as the
 ServiceMonitor would name it. The baseline alerts keep their warm-up guard:
-the first minute of traffic raises nothing.
+the first minute of traffic raises nothing. The state-store alerts run on an
+exporter of their own whose store is a real redis-server.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.monitoring.config import MonitoringConfig
+from bench.processes import RedisServer, redis_server
 from exporter.monitoring.rules import render_rules
 from tests.servers import Running, eventually, running_exporter
 from tests.stack import (
@@ -153,6 +154,84 @@ def test_rules_used_here_are_the_clis_with_other_windows_and_the_release_selecto
     rendered = yaml.safe_load(chart_rules(tmp_path, FAST).read_text())
     scoped = FAST.model_copy(update={"selector": 'job="cm-cloudmailin-exporter", namespace="mail"'})
     assert rendered == yaml.safe_load(render_rules(scoped))
-    shipped = Path(__file__).resolve().parent.parent / "helm/cloudmailin-exporter/files/rules.yaml"
-    assert render_rules(MonitoringConfig()) == shipped.read_text()
-    assert render_rules(FAST) != shipped.read_text()
+
+
+# --- The state store: a real redis-server behind a stack of its own -------------
+
+# Seconds an alert may take to reach the receiver once its cause is there: the
+# FAST windows (30s at most) and `for` (3s), plus scrape, evaluation and
+# Alertmanager's group_wait of a second each.
+REACH_SECONDS = 60
+
+
+@dataclass
+class StoreStack:
+    exporter: Running
+    redis: RedisServer
+    got: Receiver
+    prom: Prometheus
+
+
+@pytest.fixture
+def store_stack(tmp_path: Path) -> Iterator[StoreStack]:
+    """An exporter on Redis with the smallest pending table the settings allow (100),
+    scraped and alerted on like the stack above; fresh for every test, since tests
+    here break the store."""
+    rules = chart_rules(tmp_path, FAST)
+    with (
+        redis_server(tmp_path) as redis,
+        running_exporter(
+            state_url=f"redis://127.0.0.1:{redis.port}/0",
+            pending_max_entries=100,
+            domain_min_events=1,
+        ) as exporter,
+        receiver() as got,
+        alertmanager(tmp_path, got.url) as am_url,
+        prometheus(tmp_path, exporter.url.split("//")[1], rules, am_url, **RELEASE) as prom,
+    ):
+        assert prom.wait_for_data('up{job="cm-cloudmailin-exporter"} == 1', 20)
+        yield StoreStack(exporter, redis, got, prom)
+
+
+def test_state_store_down_reaches_the_receiver(store_stack: StoreStack) -> None:
+    got = store_stack.got
+    traffic = Drive(store_stack.exporter, 90, rate=10)
+    try:
+        # Up and answering first: the alert is about the stop below, not the start.
+        assert store_stack.prom.wait_for_data("cloudmailin_state_store_up == 1", 20)
+        assert store_stack.prom.wait_for_data(
+            'sum(cloudmailin_events_total{kind="delivery"}) > 0', 20
+        )
+        assert "CloudMailinStateStoreDown" not in got.alert_names()
+        since = len(got.notifications)
+        store_stack.redis.stop()
+        assert got.wait_for("CloudMailinStateStoreDown", REACH_SECONDS, since), got.alert_names(
+            since
+        )
+    finally:
+        traffic.stop()
+    alert = fired(got, "CloudMailinStateStoreDown", since)
+    assert alert["labels"]["severity"] == "warning"
+    assert alert["labels"]["namespace"] == "mail"
+    assert alert["annotations"]["runbook_url"].endswith("#cloudmailinstatestoredown")
+    assert alert["labels"]["instance"] in alert["annotations"]["description"]
+    assert store_stack.exporter.value("cloudmailin_state_store_up") == 0
+
+
+def test_a_full_pending_table_reaches_the_receiver(store_stack: StoreStack) -> None:
+    """Messages registered faster than they are delivered overflow a 100-entry table:
+    registrations are evicted, and their deliveries then arrive unmatched."""
+    got = store_stack.got
+    # 20 a second, each delivered after 20 s or so: some 400 pending at once.
+    traffic = Drive(store_stack.exporter, 90, rate=20, delivery_delay=20)
+    try:
+        assert got.wait_for("CloudMailinPendingEvicted", REACH_SECONDS), got.alert_names()
+        assert got.wait_for("CloudMailinUnmatchedDeliveries", REACH_SECONDS), got.alert_names()
+    finally:
+        traffic.stop()
+    assert "CloudMailinStateStoreDown" not in got.alert_names()
+    evicted = fired(got, "CloudMailinPendingEvicted", 0)["annotations"]["description"]
+    assert "Raise PENDING_MAX_ENTRIES" in evicted
+    unmatched = fired(got, "CloudMailinUnmatchedDeliveries", 0)["annotations"]["description"]
+    assert re.match(r"[0-9.]+% of the deliveries in the last 30s had no registration", unmatched)
+    assert store_stack.exporter.value("cloudmailin_pending_evicted_total", reason="capacity") > 0

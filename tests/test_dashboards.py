@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.monitoring.dashboards import DASHBOARDS, panel_queries, render
+from exporter.monitoring.dashboards import DASHBOARDS, render
 from tests.servers import running_exporter
 from tests.stack import FAST, Drive, Prometheus, chart_rules, prometheus
 
@@ -31,6 +31,15 @@ FUNCTIONS = {
 }  # fmt: skip
 # The chart's rules tuned as an operator might: short windows, another quantile.
 TUNED = FAST.model_copy(update={"slow_delivery_quantile": 0.95})
+
+
+def panel_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, expression) for every query of every panel of a dashboard JSON."""
+    return [
+        (panel["title"], target["expr"])
+        for panel in board["panels"]
+        for target in panel.get("targets", [])
+    ]
 
 
 def all_expressions() -> list[str]:
@@ -93,6 +102,44 @@ def test_panels_do_not_depend_on_tuned_values() -> None:
             assert "quantile=" not in expr, (title, expr)
             windows = re.findall(r"\[([^\]]+)\]", expr)
             assert set(windows) <= {"$__rate_interval", "$__range"}, (title, expr)
+
+
+def test_panels_the_domain_filter_cannot_narrow_say_so() -> None:
+    """The delivery board filters by domain, but the rules record per install: a
+    panel reading a recorded series shows every domain whatever is selected."""
+    board = BOARDS["cloudmailin-delivery.json"]
+    saying = [
+        p["title"] for p in panels(board) if "Domain filter does not apply" in p["description"]
+    ]
+    reading = [
+        p["title"]
+        for p in panels(board)
+        if any(metric_names(t["expr"]) & RECORDED for t in p.get("targets", []))
+    ]
+    assert "Bounces and suppressions" in reading
+    assert saying == reading
+    # And no panel filtering by domain claims not to.
+    for panel in panels(board):
+        if panel["title"] in saying:
+            assert all("$domain" not in t["expr"] for t in panel.get("targets", []))
+
+
+def test_webhook_status_panel_names_every_code_the_rejecting_alert_counts() -> None:
+    panel = next(
+        p
+        for p in panels(BOARDS["cloudmailin-exporter-health.json"])
+        if p["title"] == "Webhook requests by status"
+    )
+    rejecting = next(
+        r["expr"]
+        for g in RULES["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "CloudMailinWebhookRejecting"
+    )
+    for code in ("4..", "5.."):
+        assert code in rejecting
+    for code in ("401", "413", "5xx"):
+        assert code in panel["description"]
 
 
 def test_time_to_delivery_panels_ask_for_exemplars() -> None:

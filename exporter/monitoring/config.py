@@ -52,6 +52,8 @@ class MonitoringConfig(BaseModel):
         description="Labels kept when rules aggregate over pods (one install = one result); "
         "must keep namespace and job, and every label the selector matches on.",
     )
+    # 5m: several scrapes at any usual interval, so rate() has points to fit,
+    # and short enough that a day's average of it still follows the hour.
     rate_window: str = Field(
         "5m",
         pattern=DURATION,
@@ -70,9 +72,11 @@ class MonitoringConfig(BaseModel):
         lt=1,
         description="Bounces and suppressions per sent message that warn (CloudMailin's 2%).",
     )
+    # 5%: where providers start throttling or suspending (see above): page.
     bounce_ratio_critical: float = Field(
         0.05, gt=0, lt=1, description="Bounces and suppressions per sent message that page."
     )
+    # 15m: a single bad batch passes within minutes; a list problem stays.
     bounce_ratio_for: str = Field(
         "15m", pattern=DURATION, description="How long the bounce ratio must stay high."
     )
@@ -81,6 +85,8 @@ class MonitoringConfig(BaseModel):
     min_outcomes: int = Field(
         50, ge=1, description="Outcomes in the ratio window below which ratios do not alert."
     )
+    # 15m: long enough to hold a dozen bounces at modest volume, short enough
+    # to catch a bad import while it is still sending.
     spike_window: str = Field(
         "15m", pattern=DURATION, description="Recent window compared with the baseline."
     )
@@ -101,6 +107,8 @@ class MonitoringConfig(BaseModel):
         description="Share of the baseline window the install must have been scraped in "
         "before alerts judge against its baseline.",
     )
+    # 3x: the hard-bounce share wanders by up to about half with the hour and
+    # the campaign; tripling is a change of list or of recipient, not noise.
     bounce_spike_factor: float = Field(
         3,
         gt=1,
@@ -112,21 +120,28 @@ class MonitoringConfig(BaseModel):
     bounce_spike_min_events: int = Field(
         10, ge=1, description="Hard bounces in the spike window below which no spike alerts."
     )
+    # 10m: most of the spike window, so one burst of bounces is not enough.
     bounce_spike_for: str = Field(
         "10m", pattern=DURATION, description="How long a bounce spike must last."
     )
+    # 3x: as for bounces; spam rejections swing with content, and tripling
+    # means the content or the sending reputation changed.
     spam_spike_factor: float = Field(
         3,
         gt=1,
         description="Recent spam-rejection share of sent mail over its baseline share that is "
         "a spike.",
     )
+    # 10 rejections: as for bounces, a handful against a zero baseline is noise.
     spam_spike_min_events: int = Field(
         10, ge=1, description="Spam rejections in the spike window below which none alerts."
     )
+    # 10m: as for bounce spikes.
     spam_spike_for: str = Field(
         "10m", pattern=DURATION, description="How long a spam-rejection spike must last."
     )
+    # 1h: CloudMailin gives up on a message once, after retrying for hours, so
+    # exhaustion comes in ones; an hour gathers a pattern.
     retries_exhausted_window: str = Field(
         "1h", pattern=DURATION, description="Window in which exhausted retries are counted."
     )
@@ -135,9 +150,11 @@ class MonitoringConfig(BaseModel):
     retries_exhausted_threshold: int = Field(
         5, ge=1, description="Messages that ran out of retries in the window that alert."
     )
+    # 5m: the count is already over an hour; this only rides out one evaluation.
     retries_exhausted_for: str = Field(
         "5m", pattern=DURATION, description="How long retries must keep running out."
     )
+    # p90: the median hides a slow provider; p99 is a few greylisted messages.
     slow_delivery_quantile: float = Field(
         0.9, gt=0, lt=1, description="Quantile of time to delivery that is watched."
     )
@@ -146,6 +163,8 @@ class MonitoringConfig(BaseModel):
     slow_delivery_seconds: float = Field(
         600, gt=0, description="Time to delivery at that quantile that alerts."
     )
+    # 30m: longer than greylisting's usual 5-15 min delay, so the quantile
+    # holds enough deliveries to be a quantile.
     slow_delivery_window: str = Field(
         "30m", pattern=DURATION, description="Window of the time-to-delivery quantiles."
     )
@@ -153,6 +172,7 @@ class MonitoringConfig(BaseModel):
     slow_delivery_min_deliveries: int = Field(
         20, ge=1, description="Deliveries in the window below which slowness does not alert."
     )
+    # 15m: delays that clear within a quarter hour need no one.
     slow_delivery_for: str = Field(
         "15m", pattern=DURATION, description="How long delivery must stay slow."
     )
@@ -187,9 +207,11 @@ class MonitoringConfig(BaseModel):
         description="Recent delivery rate over the rate in the window before it, above "
         "which opens have not caught up yet and no drop alerts.",
     )
+    # 10m: the ratio is already over an hour; this rides out a quiet gap.
     engagement_for: str = Field(
         "10m", pattern=DURATION, description="How long opens must stay collapsed."
     )
+    # 30m: a busy sender is never quiet that long; a minute's lull is normal.
     silent_window: str = Field(
         "30m", pattern=DURATION, description="Window without a single event that is silence."
     )
@@ -200,9 +222,12 @@ class MonitoringConfig(BaseModel):
         ge=1,
         description="Events in the same window one baseline window earlier that make silence odd.",
     )
+    # 15m: on top of the window, so a short network blip does not page.
     silent_for: str = Field(
         "15m", pattern=DURATION, description="How long the webhook must stay silent."
     )
+    # 15m: long enough for a few requests from a quiet sender, short enough
+    # that lost events (CloudMailin retries for hours) are caught early.
     rejecting_window: str = Field(
         "15m", pattern=DURATION, description="Window of the webhook error ratio."
     )
@@ -212,27 +237,35 @@ class MonitoringConfig(BaseModel):
     rejecting_ratio: float = Field(
         0.1, gt=0, le=1, description="Share of webhook requests answered 4xx or 5xx that alerts."
     )
+    # 10 requests: below that one failing test post is already 10%.
     rejecting_min_requests: int = Field(
         10, ge=1, description="Webhook requests in the window below which none alerts."
     )
+    # 10m: a credential rotation in progress rejects for a minute or two.
     rejecting_for: str = Field(
         "10m", pattern=DURATION, description="How long the webhook must keep rejecting."
     )
+    # 1h: overflow is a sizing matter, not urgent; an hour shows it persists.
     overflow_window: str = Field(
         "1h", pattern=DURATION, description="Window in which domain overflow is looked for."
     )
+    # 30m: a one-off burst of new domains is not worth raising MAX_DOMAINS.
     overflow_for: str = Field(
         "30m", pattern=DURATION, description="How long domains must keep overflowing."
     )
+    # 5m: a Redis failover or restart takes under a minute; five is an outage.
     state_store_down_for: str = Field(
         "5m", pattern=DURATION, description="How long the state store must stay unreachable."
     )
+    # 1h: evictions come in bursts when the table is full; an hour keeps them visible.
     evicted_window: str = Field(
         "1h", pattern=DURATION, description="Window in which capacity evictions are counted."
     )
+    # 5m: any eviction loses a registration; only ride out one evaluation.
     evicted_for: str = Field(
         "5m", pattern=DURATION, description="How long capacity evictions must keep showing."
     )
+    # 1h: restarts make unmatched deliveries for minutes; an hour dilutes that.
     unmatched_window: str = Field(
         "1h", pattern=DURATION, description="Window of the unmatched-deliveries ratio."
     )
@@ -245,15 +278,19 @@ class MonitoringConfig(BaseModel):
         le=1,
         description="Share of deliveries without a registration that alerts.",
     )
+    # 50 deliveries: as min_outcomes; below that a few unmatched make the share.
     unmatched_min_deliveries: int = Field(
         50, ge=1, description="Deliveries in the window below which no unmatched share alerts."
     )
+    # 30m: the restart effect above clears within that; lost state does not.
     unmatched_for: str = Field(
         "30m", pattern=DURATION, description="How long deliveries must keep going unmatched."
     )
+    # 5m: a rolling restart fails a scrape or two; five minutes is not a restart.
     down_for: str = Field(
         "5m", pattern=DURATION, description="How long a scrape must fail before it pages."
     )
+    # 15m: longer than down_for: an uninstall or a renamed job, not a crash.
     absent_for: str = Field(
         "15m", pattern=DURATION, description="How long the exporter may be missing entirely."
     )

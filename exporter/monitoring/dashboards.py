@@ -51,6 +51,12 @@ DOMAIN_SEL: Final = SEL + ', domain=~"$domain"'
 RATE: Final = "$__rate_interval"
 TAGS: Final = ["cloudmailin", "email"]
 DELIVERY_BUCKETS: Final = "cloudmailin_time_to_delivery_seconds_bucket"
+# Said on every panel that reads the rules' recorded series: those are summed per
+# install, so the Domain variable other panels obey cannot narrow them. Grafana
+# interpolates descriptions, hence the variable's label rather than "$domain".
+ALL_DOMAINS: Final = (
+    " All domains: the rules record per install, so the Domain filter does not apply."
+)
 
 
 def summed(metric: str, by: str = "", sel: str = SEL, fn: str = "rate", window: str = RATE) -> str:
@@ -140,7 +146,7 @@ def delivery_ratio_stat() -> Any:
     return single(
         "Delivery ratio",
         "Deliveries per message sent (every message that reached an outcome), over the "
-        "rules' ratio window.",
+        "rules' ratio window." + ALL_DOMAINS,
         "percentunit",
         query(share("delivery")),
     ).thresholds(steps((None, "red"), (0.9, "orange"), (0.97, "green")))
@@ -150,7 +156,8 @@ def bounce_ratio_stat() -> Any:
     return single(
         "Bounces and suppressions",
         "Hard bounces and suppressions per message sent: CloudMailin's outbound-overview "
-        "ratio, the one the bounce ratio alerts use. CloudMailin asks senders to stay under 2%.",
+        "ratio, the one the bounce ratio alerts use. CloudMailin asks senders to stay under 2%."
+        + ALL_DOMAINS,
         "percentunit",
         query(share(BOUNCES_AND_SUPPRESSIONS)),
     ).thresholds(steps(*BOUNCE_STEPS))
@@ -159,7 +166,7 @@ def bounce_ratio_stat() -> Any:
 def hard_bounce_ratio_stat() -> Any:
     return single(
         "Hard bounces",
-        "Hard bounces per message sent: the ratio of CloudMailin's health page.",
+        "Hard bounces per message sent: the ratio of CloudMailin's health page." + ALL_DOMAINS,
         "percentunit",
         query(share(HARD_BOUNCES)),
     ).thresholds(steps(*BOUNCE_STEPS))
@@ -168,7 +175,8 @@ def hard_bounce_ratio_stat() -> Any:
 def spam_ratio_stat() -> Any:
     return single(
         "Spam rejections",
-        "Messages suppressed or rejected as spam (spamd|suppressed) per message sent.",
+        "Messages suppressed or rejected as spam (spamd|suppressed) per message sent."
+        + ALL_DOMAINS,
         "percentunit",
         query(share(SPAM)),
     ).thresholds(steps((None, "green"), (0.01, "orange"), (0.05, "red")))
@@ -177,7 +185,8 @@ def spam_ratio_stat() -> Any:
 def opens_stat() -> Any:
     return single(
         "Opens per delivery",
-        "Opens per delivered message over the ratio window; zero without open tracking.",
+        "Opens per delivered message over the ratio window; zero without open tracking."
+        + ALL_DOMAINS,
         "percentunit",
         query(share(OPENS, "delivery")),
     )
@@ -216,7 +225,7 @@ def ratios() -> Any:
     panel = series(
         "Delivery, bounce and spam-rejection ratios",
         "Per message sent, over the rules' ratio window, summed over the selected installs. "
-        "The line is CloudMailin's 2% bounce guidance.",
+        "The line is CloudMailin's 2% bounce guidance." + ALL_DOMAINS,
         "percentunit",
         query(share("delivery"), "delivery", "A"),
         query(share(BOUNCES_AND_SUPPRESSIONS), "bounces and suppressions", "B"),
@@ -237,7 +246,7 @@ def ratios_per_install() -> Any:
         "Bounce ratios per install, as the alerts see them",
         "The recorded ratios: bounces and suppressions per message sent (CloudMailin's "
         "outbound overview, which the bounce ratio alerts use) and hard bounces per message "
-        "sent (its health page). One line per install.",
+        "sent (its health page). One line per install." + ALL_DOMAINS,
         "percentunit",
         query(f"{OVERVIEW_RATIO}{{{SEL}}}", "{{namespace}}/{{job}} bounces and suppressions", "A"),
         query(f"{HARD_BOUNCE_RATIO}{{{SEL}}}", "{{namespace}}/{{job}} hard bounces", "B"),
@@ -256,7 +265,8 @@ def delivery_quantiles() -> Any:
         "Time to delivery quantiles",
         "p50, p90 and p99 of registration to delivery from the summed buckets, and the "
         "quantile the slow-delivery alert watches, per install. Exemplars (the dots) lead "
-        "to message ids when Prometheus stores them (--enable-feature=exemplar-storage).",
+        "to message ids when Prometheus stores them (--enable-feature=exemplar-storage)."
+        + ALL_DOMAINS,
         "s",
         *(
             query(quantile(q, "cloudmailin_time_to_delivery_seconds"), f"p{q[2:]}", ref).exemplar(
@@ -376,7 +386,8 @@ def opens_per_delivery() -> Any:
     return series(
         "Opens per delivery",
         "Opens per delivered message over the rules' ratio window. A sudden fall while "
-        "deliveries hold is the first sign of mail going to junk (CloudMailin's health page).",
+        "deliveries hold is the first sign of mail going to junk (CloudMailin's health page)."
+        + ALL_DOMAINS,
         "percentunit",
         query(share(OPENS, "delivery"), "opens per delivery"),
     ).min(0)
@@ -433,7 +444,8 @@ def active_alerts() -> Any:
 def requests_by_code() -> Any:
     return series(
         "Webhook requests by status",
-        "401: CloudMailin's URL credentials do not match; 413: batches over the body limit.",
+        "401: CloudMailin's URL credentials do not match; 413: batches over the body limit; "
+        "5xx: errors inside the exporter. The webhook-rejecting alert counts all of them.",
         "reqps",
         query(summed("cloudmailin_webhook_requests_total", "code"), "{{code}}"),
     )
@@ -688,12 +700,3 @@ def outputs(grafana_dir: Path, chart_dir: Path) -> dict[Path, str]:
         files[grafana_dir / name] = text
         files[chart_dir / name] = text
     return files
-
-
-def panel_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
-    """(panel title, expression) for every query of every panel of a dashboard JSON."""
-    out = []
-    for panel in board["panels"]:
-        for target in panel.get("targets", []):
-            out.append((panel["title"], target["expr"]))
-    return out

@@ -116,7 +116,11 @@ class Builder:
         sent = self.recorded(EVENTS_INCREASE, SENT)
         history = (
             f"max by ({self.by}) (count_over_time({self.m(EVENTS_RATE)}[{c.baseline_window}]))\n"
-            # Every step of the window, whether anything was scraped or not.
+            # Every step of the window, whether anything was scraped or not. The
+            # subquery steps at the global evaluation interval and the numerator
+            # counts this group's own samples, so the ratio is right only while
+            # the recording group is evaluated at the global interval (no group
+            # `interval`); faster would read over 1, slower would never warm up.
             f"/ scalar(count_over_time(vector(1)[{c.baseline_window}:]))"
         )
         buckets = self.summed(
