@@ -95,8 +95,8 @@ class Settings(BaseSettings):
         le=30 * 86_400,
         description="How long a registration (and the duplicate window) is remembered.",
     )
-    # 1M: a day or two of a busy sender; about 75 bytes each in memory over a
-    # mixed stream (bench/README.md), so 75 MB at the cap.
+    # 1M: a day or two of a busy sender; about 90 bytes each in memory over a
+    # mixed stream (bench/README.md), so about 90 MB at the cap.
     pending_max_entries: int = Field(
         1_000_000, ge=100, le=100_000_000, description="Most messages remembered at once."
     )
