@@ -115,7 +115,8 @@ def test_bounce_spike_reaches_the_receiver(stack: Stack) -> None:
     # The measured share and the baseline it was held against, both as percentages.
     assert re.fullmatch(
         r"[0-9.]+% of the mail sent over the last 10s hard-bounced: more than 3 times the "
-        r"share over the 1m before, [0-9.]+%, with at least 5 hard bounces\.",
+        r"share over the 1m before, [0-9.]+%, with at least "
+        rf"{FAST.bounce_spike_min_events} hard bounces\.",
         annotations["description"],
     ), annotations["description"]
 
