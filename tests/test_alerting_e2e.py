@@ -97,15 +97,22 @@ def test_warm_up_and_normal_traffic_raise_no_alert(stack: Stack) -> None:
     assert registrations > 0
 
 
+def drive_until(stack: Stack, alert: str, **traffic: float) -> int:
+    """From a quiet stack, drive `traffic` until `alert` reaches the receiver
+    (within 45 s); the number of notifications before it, as `quiet` gives."""
+    since = quiet(stack)
+    drive = Drive(stack.exporter, 60, **traffic)
+    try:
+        assert stack.got.wait_for(alert, 45, since), stack.got.alert_names(since)
+    finally:
+        drive.stop()
+    return since
+
+
 def test_bounce_spike_reaches_the_receiver(stack: Stack) -> None:
     got = stack.got
-    since = quiet(stack)
-    traffic = Drive(stack.exporter, 60, bounce_ratio=0.5)
-    try:
-        assert got.wait_for("CloudMailinBounceSpike", 45, since), got.alert_names(since)
-        assert "CloudMailinSpamRejectionSpike" not in got.alert_names(since)
-    finally:
-        traffic.stop()
+    since = drive_until(stack, "CloudMailinBounceSpike", bounce_ratio=0.5)
+    assert "CloudMailinSpamRejectionSpike" not in got.alert_names(since)
     alert = fired(got, "CloudMailinBounceSpike", since)
     labels, annotations = alert["labels"], alert["annotations"]
     assert labels["severity"] == "warning"
@@ -122,25 +129,13 @@ def test_bounce_spike_reaches_the_receiver(stack: Stack) -> None:
 
 
 def test_spam_rejection_spike_reaches_the_receiver(stack: Stack) -> None:
-    got = stack.got
-    since = quiet(stack)
-    traffic = Drive(stack.exporter, 60, spam_ratio=0.5)
-    try:
-        assert got.wait_for("CloudMailinSpamRejectionSpike", 45, since), got.alert_names(since)
-        assert "CloudMailinBounceSpike" not in got.alert_names(since)
-    finally:
-        traffic.stop()
+    since = drive_until(stack, "CloudMailinSpamRejectionSpike", spam_ratio=0.5)
+    assert "CloudMailinBounceSpike" not in stack.got.alert_names(since)
 
 
 def test_opens_collapsing_reach_the_receiver(stack: Stack) -> None:
-    got = stack.got
-    since = quiet(stack)
-    traffic = Drive(stack.exporter, 60, open_ratio=0.0, click_ratio=0.0)
-    try:
-        assert got.wait_for("CloudMailinOpenRateDrop", 45, since), got.alert_names(since)
-    finally:
-        traffic.stop()
-    annotations = fired(got, "CloudMailinOpenRateDrop", since)["annotations"]
+    since = drive_until(stack, "CloudMailinOpenRateDrop", open_ratio=0.0, click_ratio=0.0)
+    annotations = fired(stack.got, "CloudMailinOpenRateDrop", since)["annotations"]
     # Opens of mail delivered before the drop still trickle in: some small share.
     assert re.match(
         r"Opens per delivery over the last 10s fell to [0-9.]+%, under 0.3 of the 1m before, "

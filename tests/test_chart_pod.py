@@ -4,7 +4,6 @@ them answers the rendered probes and takes webhooks with the rendered credential
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 
 from bench.processes import free_port
 from tests.chart import CHART, by_kind, install, load_values, pod_environment
-from tests.servers import exporter_process
+from tests.servers import eventually, exporter_process
 
 pytestmark = pytest.mark.e2e  # the Helm engine and exporter processes
 
@@ -101,10 +100,9 @@ def test_readiness_stays_200_while_the_state_store_is_down(tmp_path: Path) -> No
         assert accepted.json()["accepted"] == 1
         for path in probe_paths(exporter):
             assert http.get(path).status_code == 200, path
-        deadline = time.monotonic() + 10
-        while http.get("/readyz").json()["state_store"] != "down":
-            assert time.monotonic() < deadline, "the /readyz body never said the store is down"
-            time.sleep(0.05)
+        assert eventually(lambda: http.get("/readyz").json()["state_store"] == "down", 10), (
+            "the /readyz body never said the store is down"
+        )
         assert "cloudmailin_state_store_up 0.0" in http.get("/metrics").text
         for path in probe_paths(exporter):
             assert http.get(path).status_code == 200, path

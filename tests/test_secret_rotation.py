@@ -9,7 +9,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,20 +22,11 @@ from exporter.secret_files import SecretFiles, identity, secret_files
 from exporter.settings import Settings
 from exporter.stores import open_store
 from tests.chart import CHART, install, kubelet_secret_volume, load_values, pod_environment
-from tests.servers import exporter_process, serve_in_thread
+from tests.servers import eventually, exporter_process, serve_in_thread
 
 BODY = {"events": [{"kind": "delivery", "recipient": "a@rotate.example"}]}
 # The product promises a rotation within a minute (the poll is every 5 s).
 WITHIN_A_MINUTE = 60
-
-
-def eventually(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.processes import redis_server
 from tests.chart import by_kind, install
-from tests.servers import running_exporter
+from tests.servers import eventually, running_exporter
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a redis-server stopped mid-stream
 
@@ -47,15 +46,6 @@ def scrape(client: httpx.Client) -> dict[str, float]:
         for sample in family.samples:
             totals[sample.name] = totals.get(sample.name, 0) + sample.value
     return totals
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 @dataclass
@@ -125,32 +115,32 @@ def test_redis_stopped_mid_stream(tmp_path: Path) -> None:
         for thread in threads:
             thread.start()
         try:
-            wait_until(lambda: stream.posts >= PER_PHASE, 30, "posts before the outage")
+            assert eventually(lambda: stream.posts >= PER_PHASE, 30), "posts before the outage"
             assert scrape(client)["cloudmailin_state_store_up"] == 1
 
             redis.stop()
             prober.phase = "down"
-            wait_until(
-                lambda: scrape(client)["cloudmailin_state_store_up"] == 0,
-                NOTICE_SECONDS,
-                "cloudmailin_state_store_up drops to 0",
-            )
+            assert eventually(
+                lambda: scrape(client)["cloudmailin_state_store_up"] == 0, NOTICE_SECONDS
+            ), "cloudmailin_state_store_up drops to 0"
             assert client.get("/readyz").json() == {"status": "ready", "state_store": "down"}
             during = stream.posts
-            wait_until(lambda: stream.posts >= during + PER_PHASE, 30, "posts during the outage")
+            assert eventually(lambda: stream.posts >= during + PER_PHASE, 30), (
+                "posts during the outage"
+            )
             errors = scrape(client)["cloudmailin_state_errors_total"]
             assert errors >= 1
 
             redis.start()
-            wait_until(
-                lambda: scrape(client)["cloudmailin_state_store_up"] == 1,
-                NOTICE_SECONDS + 10,
-                "cloudmailin_state_store_up back at 1",
-            )
+            assert eventually(
+                lambda: scrape(client)["cloudmailin_state_store_up"] == 1, NOTICE_SECONDS + 10
+            ), "cloudmailin_state_store_up back at 1"
             prober.phase = "after"
             timed = scrape(client)["cloudmailin_time_to_delivery_seconds_count"]
             after = stream.posts
-            wait_until(lambda: stream.posts >= after + PER_PHASE, 30, "posts after the outage")
+            assert eventually(lambda: stream.posts >= after + PER_PHASE, 30), (
+                "posts after the outage"
+            )
         finally:
             stream.stop.set()
             prober.stop.set()
